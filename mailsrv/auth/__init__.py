@@ -1,0 +1,1 @@
+"""Identity: password hashes, the account and alias directory, cred checkers and realm, SASL."""

@@ -1,0 +1,1 @@
+"""Delivery targets: where the pipeline hands a message."""

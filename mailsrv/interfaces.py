@@ -1,0 +1,293 @@
+# -*- test-case-name: tests.test_interfaces -*-
+"""
+Every seam of mailsrv, written as a contract.
+
+Protocol code talks to these interfaces, never to files.  Implementations are
+declared with C{@implementer} and checked with C{verifyObject} in the tests.
+
+Conventions shared by all interfaces here:
+
+ - Account ids are canonical addresses: C{local@domain}, domain lower-cased,
+   local part lower-cased (mailsrv treats local parts case-insensitively, as
+   Postfix virtual mailboxes and Dovecot do).  The L{IDirectory} produces
+   them; everything else takes them as given.
+ - Message bytes are always CRLF-terminated lines, already dot-unstuffed.
+ - A method returning a L{Deferred} never raises synchronously; failures
+   arrive as a L{mailsrv.errors.MailError} errback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Optional, Sequence
+
+from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from mailsrv.envelope import Address, Envelope, Session
+
+
+# --------------------------------------------------------------- directory
+
+
+class IDirectory(Interface):
+    """
+    Who receives mail here and who may log in: local domains, accounts and
+    aliases.
+
+    Lookups are synchronous and cheap (in-memory tables); an implementation
+    backed by files re-reads them when they change, at most once per lookup
+    burst, so that a change made by the C{mailsrv} command is seen by the
+    next connection without a restart.
+    """
+
+    def isLocalDomain(domain: str) -> bool:
+        """
+        Whether C{domain} (any case, no trailing dot) is delivered here.
+        """
+
+    def expandRecipient(address: str) -> Sequence[str]:
+        """
+        The accounts that mail for C{address} goes to, after alias expansion
+        (recursive, with loop detection) and catch-all.  Empty when nobody
+        here receives mail for it.  C{address} is C{local@domain} with the
+        domain known to be local.
+        """
+
+    def passwordHash(account: str) -> Optional[str]:
+        """
+        The stored hash (C{{SCHEME}}...) for a login name, or L{None} if there
+        is no such account.  The login name may differ in case from the
+        canonical account id; see L{canonicalAccount}.
+        """
+
+    def canonicalAccount(login: str) -> Optional[str]:
+        """
+        The account id for a login name (case-insensitive), or L{None}.
+        """
+
+
+# ----------------------------------------------------------------- storage
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageInfo:
+    """
+    What a folder knows about one message without opening it.
+
+    @ivar uid: IMAP UID, stable for the folder's UIDVALIDITY.
+    @ivar key: the backend's unique, stable name for the message (for Maildir
+        the base name before C{:2,}); usable in POP3 UIDL only through
+        L{IMailFolder.uidl}.
+    @ivar size: size in octets with CRLF line endings (what IMAP RFC822.SIZE
+        and POP3 LIST report).
+    @ivar flags: IMAP system flags (C{\\Seen}...) and keywords.
+    @ivar internalDate: POSIX time of delivery.
+    """
+
+    uid: int
+    key: str
+    size: int
+    flags: frozenset[str]
+    internalDate: float
+
+
+class IMessageWriter(Interface):
+    """
+    A message being stored.  Bytes go to stable storage as they arrive (no
+    whole message in memory); nothing becomes visible to readers before
+    L{commit} succeeds.
+    """
+
+    def write(data: bytes) -> None:
+        """
+        Append message bytes (CRLF lines).  May be called any number of
+        times, from the reactor thread; must return quickly.
+        """
+
+    def commit() -> "Deferred[None]":
+        """
+        Make the message durable and visible in every destination: file
+        contents and directory entries are fsync'd before the Deferred fires.
+        Called at most once, after the last L{write}.
+        """
+
+    def abort() -> None:
+        """
+        Discard the message.  Safe to call at any time, also after a failed
+        commit; a no-op after a successful one.
+        """
+
+
+class IMailFolder(Interface):
+    """
+    One folder (IMAP mailbox) of one account.
+
+    The view is a snapshot taken by L{refresh}; other sessions and deliveries
+    change the backend between refreshes.
+    """
+
+    account = Attribute("The account id owning this folder.")
+    name = Attribute("The folder name, C{INBOX} or a path using C{/} as separator.")
+
+    def uidValidity() -> int:
+        """
+        The folder's UIDVALIDITY; never changes for an existing folder.
+        """
+
+    def uidNext() -> int:
+        """
+        The UID the next new message will get.
+        """
+
+    def refresh() -> None:
+        """
+        Rescan the backend, giving UIDs to new messages (persistently).
+        """
+
+    def messages() -> Sequence[MessageInfo]:
+        """
+        The messages as of the last L{refresh}, in ascending UID order.
+        """
+
+    def uidl(uid: int) -> str:
+        """
+        The POP3 unique id of a message: printable ASCII, stable across
+        sessions and across flag changes.
+        """
+
+    def openMessage(uid: int) -> BinaryIO:
+        """
+        A binary file with the full message (CRLF lines), positioned at 0.
+
+        @raise mailsrv.errors.MailError: C{NOT_FOUND} if it vanished.
+        """
+
+    def setFlags(uid: int, flags: Iterable[str]) -> MessageInfo:
+        """
+        Replace the flags of a message; returns the updated info.
+        """
+
+    def expunge(uids: Iterable[int]) -> "Deferred[None]":
+        """
+        Remove messages durably.  Messages already gone are ignored.
+        """
+
+    def append(
+        data: bytes, flags: Iterable[str] = (), internalDate: Optional[float] = None
+    ) -> "Deferred[int]":
+        """
+        Store a new message durably and return its UID.
+        """
+
+    def addChangeListener(listener: Callable[[], None]) -> None:
+        """
+        Call C{listener()} (on the reactor thread) when the folder may have
+        changed because of another session or a delivery.
+        """
+
+    def removeChangeListener(listener: Callable[[], None]) -> None:
+        """
+        Undo L{addChangeListener}.
+        """
+
+
+class IMailStore(Interface):
+    """
+    All mailboxes of all accounts.  Folder names use C{/} as hierarchy
+    separator and are validated here (no path escapes, whatever the backend).
+    """
+
+    def openFolder(account: str, name: str = "INBOX") -> IMailFolder:
+        """
+        @raise mailsrv.errors.MailError: C{NOT_FOUND} for a missing folder
+            (INBOX always exists), C{SYNTAX} for an invalid name.
+        """
+
+    def listFolders(account: str) -> Sequence[str]:
+        """
+        All folder names of an account, INBOX first.
+        """
+
+    def createFolder(account: str, name: str) -> None:
+        """
+        @raise mailsrv.errors.MailError: C{PERM} if it exists, C{SYNTAX} if
+            the name is invalid.
+        """
+
+    def deleteFolder(account: str, name: str) -> None:
+        """
+        @raise mailsrv.errors.MailError: C{NOT_FOUND}, or C{PERM} for INBOX.
+        """
+
+    def renameFolder(account: str, old: str, new: str) -> None:
+        """
+        Rename a folder and its children.
+        """
+
+    def startMessage(accounts: Sequence[str]) -> IMessageWriter:
+        """
+        Begin delivering one message into the INBOX of each account.  The
+        bytes are written once; the commit makes them appear in every INBOX.
+        """
+
+
+# ---------------------------------------------------------------- delivery
+
+
+class IDelivery(Interface):
+    """
+    One message on its way to a target.  Calls come in this order:
+    L{addRecipient} (one or more times, each awaited), L{write} (any number
+    of times), then exactly one of L{commit} or L{abort}.
+    """
+
+    def addRecipient(recipient: "Address") -> "Deferred[None]":
+        """
+        Accept one recipient, or fail with a L{mailsrv.errors.MailError}
+        saying why not (the protocol maps it to a reply).  A failed
+        recipient is not part of the delivery.
+        """
+
+    def write(data: bytes) -> None:
+        """
+        Message bytes: CRLF lines, dot-unstuffed, in order, headers first.
+        Must not block; the target streams them to storage.
+        """
+
+    def commit() -> "Deferred[None]":
+        """
+        Fires once the message is durable for every accepted recipient; only
+        then may the protocol acknowledge it.  Fails with a MailError.
+        """
+
+    def abort() -> None:
+        """
+        Forget the message; nothing acknowledged is affected.
+        """
+
+
+class IDeliveryTarget(Interface):
+    """
+    Somewhere a message can go: local mailboxes, the outbound queue, or a
+    pipeline that decides between them.
+    """
+
+    def startDelivery(session: "Session", envelope: "Envelope") -> IDelivery:
+        """
+        Begin a delivery for a transaction whose MAIL FROM was accepted.  Must
+        not touch disk before the first L{IDelivery.write}.
+        """
+
+
+class ISenderPolicy(Interface):
+    """
+    Decides whether a session may use a reverse path (MAIL FROM).
+    """
+
+    def checkSender(session: "Session", sender: Optional["Address"]) -> None:
+        """
+        @raise mailsrv.errors.MailError: if the sender is refused.
+        """

@@ -1,0 +1,1 @@
+"""The message pipeline: every accepted message passes through here."""

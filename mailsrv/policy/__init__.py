@@ -1,0 +1,1 @@
+"""Per-endpoint policy: TLS mode and authentication rules, and the listeners built from them."""

@@ -1,0 +1,1 @@
+"""SMTP server for the MX and submission endpoints."""

@@ -1,0 +1,1 @@
+"""Mail storage backends (Maildir on disk, memory for tests)."""
