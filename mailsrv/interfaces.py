@@ -291,3 +291,15 @@ class ISenderPolicy(Interface):
         """
         @raise mailsrv.errors.MailError: if the sender is refused.
         """
+
+
+# ---------------------------------------------------------------- identity
+
+
+class IAuthenticatedUser(Interface):
+    """
+    The avatar of a successful login on SMTP submission: who sent the mail.
+    IMAP and POP3 ask the same realm for their own avatar interfaces.
+    """
+
+    account = Attribute("The canonical account id (C{local@domain}).")

@@ -1,0 +1,275 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+Read the TOML configuration file into a validated L{Config}.
+
+Everything is checked here, before any listener is created: unknown sections
+and keys, wrong types and bad values raise L{ConfigError}, whose text names
+the file and the dotted key (C{endpoints.imap.tls}) in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from mailsrv.config.schema import (
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_DATA_DIR,
+    DEFAULT_ENDPOINTS,
+    Config,
+    LimitsConfig,
+    ServerConfig,
+    TLSConfig,
+)
+from mailsrv.errors import ConfigError
+from mailsrv.policy.endpoint import EndpointPolicy, Protocol, TLSMode
+
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+
+
+def isHostname(name: str) -> bool:
+    """
+    Whether C{name} is a syntactically valid DNS host name (LDH labels).
+    """
+    if not name or len(name) > 253:
+        return False
+    return all(_HOSTNAME_LABEL.match(label) for label in name.rstrip(".").split("."))
+
+
+def parseListen(spec: str) -> tuple[str, int]:
+    """
+    Split C{host:port} or C{[v6addr]:port} into an interface and a port.
+
+    @raise ValueError: with a message suited to a config error.
+    """
+    if spec.startswith("["):
+        host, sep, port = spec[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{spec!r} is not [address]:port")
+        ipaddress.IPv6Address(host)
+    else:
+        host, sep, port = spec.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{spec!r} is not host:port")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if not isHostname(host):
+                raise ValueError(f"{host!r} is neither an IP address nor a host name")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"port {port!r} is not a number between 1 and 65535")
+    return host, int(port)
+
+
+class _Table:
+    """
+    One TOML table being consumed: every key read is ticked off, so that
+    what is left at the end is unknown and reported.
+    """
+
+    def __init__(self, path: str, prefix: str, data: Any) -> None:
+        self.path = path
+        self.prefix = prefix
+        if not isinstance(data, dict):
+            raise ConfigError(path, prefix, "must be a table")
+        self._data = dict(data)
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.path, f"{self.prefix}.{key}" if self.prefix else key, problem)
+
+    def take(
+        self, key: str, kind: type | tuple[type, ...], default: Any, check: Optional[Callable[[Any], Any]] = None
+    ) -> Any:
+        if key not in self._data:
+            return default
+        value = self._data.pop(key)
+        if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise self.error(key, f"must be {_kindName(kind)}, not a boolean")
+        if not isinstance(value, kind):
+            raise self.error(key, f"must be {_kindName(kind)}, not {type(value).__name__}")
+        if check is not None:
+            try:
+                value = check(value)
+            except ValueError as e:
+                raise self.error(key, str(e)) from None
+        return value
+
+    def table(self, key: str) -> "_Table":
+        return _Table(self.path, f"{self.prefix}.{key}" if self.prefix else key, self._data.pop(key, {}))
+
+    def keys(self) -> list[str]:
+        return list(self._data)
+
+    def finish(self) -> None:
+        for key in self._data:
+            raise self.error(key, "unknown key")
+
+
+def _kindName(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _stringList(check: Optional[Callable[[str], Any]] = None) -> Callable[[list[Any]], tuple[Any, ...]]:
+    def validate(values: list[Any]) -> tuple[Any, ...]:
+        out = []
+        for v in values:
+            if not isinstance(v, str):
+                raise ValueError(f"every entry must be a string, not {type(v).__name__}")
+            out.append(check(v) if check else v)
+        return tuple(out)
+
+    return validate
+
+
+def _hostname(value: str) -> str:
+    if not isHostname(value):
+        raise ValueError(f"{value!r} is not a valid host name")
+    return value.rstrip(".").lower()
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def _enum(enumType: Any) -> Callable[[str], Any]:
+    def validate(value: str) -> Any:
+        try:
+            return enumType(value)
+        except ValueError:
+            choices = " | ".join(m.value for m in enumType)
+            raise ValueError(f"{value!r} is not one of {choices}") from None
+
+    return validate
+
+
+def _path(value: str) -> Path:
+    if not value:
+        raise ValueError("must not be empty")
+    return Path(value)
+
+
+def _server(t: _Table) -> ServerConfig:
+    server = ServerConfig(
+        hostname=t.take("hostname", str, None, _hostname) or socket.getfqdn().lower(),
+        domains=t.take("domains", list, (), _stringList(_hostname)),
+        dataDir=t.take("data_dir", str, DEFAULT_DATA_DIR, _path),
+        configDir=t.take("config_dir", str, DEFAULT_CONFIG_DIR, _path),
+    )
+    t.finish()
+    return server
+
+
+def _tls(t: _Table) -> TLSConfig:
+    cert = t.take("cert", str, None, _path)
+    key = t.take("key", str, None, _path)
+    t.finish()
+    if (cert is None) != (key is None):
+        raise t.error("key" if key is None else "cert", "cert and key must be given together")
+    return TLSConfig(cert=cert, key=key)
+
+
+def _limits(t: _Table) -> LimitsConfig:
+    d = LimitsConfig()
+    limits = LimitsConfig(
+        messageSize=t.take("message_size", int, d.messageSize, _positive),
+        recipients=t.take("recipients", int, d.recipients, _positive),
+        commandTimeout=float(t.take("command_timeout", (int, float), d.commandTimeout, _positive)),
+        dataTimeout=float(t.take("data_timeout", (int, float), d.dataTimeout, _positive)),
+        maxErrors=t.take("max_errors", int, d.maxErrors, _positive),
+    )
+    t.finish()
+    return limits
+
+
+def _listen(values: list[Any]) -> tuple[str, ...]:
+    specs = _stringList()(values)
+    for spec in specs:
+        parseListen(spec)
+    return specs
+
+
+def _endpoint(name: str, t: _Table) -> EndpointPolicy:
+    defaults = {e.name: e for e in DEFAULT_ENDPOINTS}
+    base = defaults.get(name)
+    protocol = t.take("protocol", str, base.protocol if base else None, _enum(Protocol))
+    if protocol is None:
+        raise t.error("protocol", "required for an endpoint that is not one of the standard seven")
+    listen = t.take("listen", list, base.listen if base else None, _listen)
+    if listen is None:
+        raise t.error("listen", "required for an endpoint that is not one of the standard seven")
+    defaultTLS = base.tls if base else (
+        TLSMode.STARTTLS if protocol is Protocol.SMTP else TLSMode.STARTTLS_REQUIRED
+    )
+    tls = t.take("tls", str, defaultTLS, _enum(TLSMode))
+    auth = t.take("auth", bool, base.auth if base else protocol is not Protocol.SMTP)
+    t.finish()
+    if protocol is Protocol.SUBMISSION and not auth:
+        raise t.error("auth", "a submission endpoint must offer authentication")
+    return EndpointPolicy(name=name, protocol=protocol, listen=listen, tls=tls, auth=auth)
+
+
+def _endpoints(t: _Table) -> tuple[EndpointPolicy, ...]:
+    names = t.keys()
+    if not names:
+        return DEFAULT_ENDPOINTS
+    endpoints = tuple(_endpoint(name, t.table(name)) for name in names)
+    seen: dict[tuple[str, int], str] = {}
+    for e in endpoints:
+        for spec in e.listen:
+            address = parseListen(spec)
+            if address in seen:
+                raise ConfigError(
+                    t.path, f"endpoints.{e.name}.listen", f"{spec} is also used by endpoints.{seen[address]}"
+                )
+            seen[address] = e.name
+    return endpoints
+
+
+def parseConfig(data: dict[str, Any], source: str) -> Config:
+    """
+    Validate an already-parsed TOML document.
+    """
+    top = _Table(source, "", data)
+    server = _server(top.table("server"))
+    tls = _tls(top.table("tls"))
+    limits = _limits(top.table("limits"))
+    endpoints = _endpoints(top.table("endpoints"))
+    top.finish()
+    return Config(source=source, server=server, tls=tls, limits=limits, endpoints=endpoints)
+
+
+def loadConfig(path: Optional[Path]) -> Config:
+    """
+    Load and validate C{path}, or the embedded defaults when it is L{None}.
+
+    @raise ConfigError: naming the file and key of the first problem.
+    """
+    if path is None:
+        return parseConfig({}, "<defaults>")
+    source = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(source, "-", "file not found") from None
+    except OSError as e:
+        raise ConfigError(source, "-", f"cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(source, "-", f"not valid TOML: {e}") from None
+    return parseConfig(data, source)
+
+
+def replaceServer(config: Config, **changes: Any) -> Config:
+    """
+    A copy of C{config} with some L{ServerConfig} fields replaced.
+    """
+    return dataclasses.replace(config, server=dataclasses.replace(config.server, **changes))
