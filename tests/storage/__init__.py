@@ -1,0 +1,1 @@
+"""Tests for mailsrv.storage: the memory and Maildir backends."""
