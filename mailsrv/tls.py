@@ -31,7 +31,6 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailsrv.config.schema import TLSConfig
-from mailsrv.storage.fsync import writeFileAtomically
 
 if TYPE_CHECKING:
     from mailsrv.envelope import TLSInfo
@@ -53,6 +52,8 @@ def generateSelfSigned(hostname: str, certPath: Path, keyPath: Path) -> None:
     """
     Write a self-signed certificate for C{hostname} and its key (mode 0600).
     """
+    from mailsrv.storage.fsync import writeFileAtomically
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = datetime.datetime.now(datetime.timezone.utc)

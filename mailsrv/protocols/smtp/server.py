@@ -1,0 +1,671 @@
+# -*- test-case-name: tests.protocols.test_smtp_server -*-
+"""
+The SMTP server for the MX (port 25) and submission (587, 465) endpoints.
+
+One protocol class serves all three; the L{EndpointPolicy} decides what is
+offered.  Compared with Twisted's C{ESMTP}, which this replaces (see the
+project's notes on it), this class:
+
+ - splits lines itself, so that STARTTLS can discard plaintext the client
+   pipelined behind it (RFC 3207 section 4.2; CVE-2011-0411);
+ - handles one command at a time: while a command waits on a Deferred
+   (recipient lookup, authentication, the final commit) later pipelined
+   commands wait in the buffer, so replies always come back in order;
+ - reads DATA in raw mode (L{DataReceiver}) and streams it to the delivery
+   as it arrives, answering 250 only after the delivery's commit fired,
+   i.e. after the message is durably on disk;
+ - enforces limits on line length, message size, recipients and errors.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Callable, Optional
+
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import Portal
+from twisted.internet import defer, protocol, task
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IOpenSSLServerConnectionCreator,
+    IReactorTime,
+    ISSLTransport,
+)
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mailsrv.auth import sasl
+from mailsrv.config.schema import LimitsConfig
+from mailsrv.envelope import Address, Envelope, Session
+from mailsrv.errors import ErrorKind, MailError
+from mailsrv.interfaces import IAuthenticatedUser, IDelivery, IDeliveryTarget
+from mailsrv.policy.endpoint import EndpointPolicy
+from mailsrv.protocols.smtp import replies as R
+from mailsrv.protocols.smtp.address import (
+    AddressSyntaxError,
+    NonASCIIAddress,
+    parseParameters,
+    parsePath,
+)
+from mailsrv.protocols.smtp.data import DataReceiver
+from mailsrv.tls import negotiatedTLS
+
+# RFC 5321 section 4.5.3.1.4 says 512 octets; Postfix accepts 2048 and so do
+# we, because AUTH PLAIN initial responses with long passwords need it.
+MAX_COMMAND_LINE = 2048
+
+# While a command is pending, stop reading once this much is buffered.
+MAX_BUFFERED = 256 * 1024
+
+COMMAND, DATA, AUTH, CLOSED = "COMMAND", "DATA", "AUTH", "CLOSED"
+
+
+@implementer(IHandshakeListener)
+class SMTPServer(protocol.Protocol, TimeoutMixin):
+    log = Logger()
+
+    def __init__(
+        self,
+        policy: EndpointPolicy,
+        portal: Portal,
+        target: IDeliveryTarget,
+        tls: Optional[IOpenSSLServerConnectionCreator],
+        hostname: str,
+        limits: LimitsConfig,
+        clock: IReactorTime,
+        authFailureDelay: float = 1.0,
+        maxAuthFailures: int = 3,
+    ) -> None:
+        self.policy = policy
+        self.portal = portal
+        self.target = target
+        self.tlsCreator = tls
+        self.hostname = hostname
+        self.limits = limits
+        self.clock = clock
+        self.callLater = clock.callLater
+        self.authFailureDelay = authFailureDelay
+        self.maxAuthFailures = maxAuthFailures
+        self._buffer = b""
+        self._mode = COMMAND
+        self._busy = False
+        self._paused = False
+        self._errors = 0
+        self._authFailures = 0
+        self._envelope: Optional[Envelope] = None
+        self._delivery: Optional[IDelivery] = None
+        self._data: Optional[DataReceiver] = None
+        self._dataFailure: Optional[MailError] = None
+        self._sasl: Optional[sasl.SASLExchange] = None
+        self._skipLine = False
+        self.session: Session
+
+    # -- connection ---------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.session = Session(
+            endpoint=self.policy,
+            peerHost=getattr(peer, "host", "unknown"),
+            peerPort=getattr(peer, "port", 0),
+        )
+        self.setTimeout(self.limits.commandTimeout)
+        self.log.info(
+            "SMTP connection from {peer} on {endpoint}",
+            peer=self.session.peerHost,
+            endpoint=self.policy.name,
+            sessionId=self.session.sessionId,
+        )
+        self._reply(220, "", f"{self.hostname} ESMTP mailsrv")
+
+    @property
+    def tlsActive(self) -> bool:
+        return self.session.tls is not None or ISSLTransport.providedBy(self.transport)
+
+    def handshakeCompleted(self) -> None:
+        info = negotiatedTLS(self.transport)
+        if info is not None:
+            self.session.tls = info
+            self.log.info(
+                "TLS established: {tlsVersion} {cipher}",
+                tlsVersion=info.version,
+                cipher=info.cipher,
+                sessionId=self.session.sessionId,
+                endpoint=self.policy.name,
+            )
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.setTimeout(None)
+        self._mode = CLOSED
+        self._abortTransaction()
+        self.log.info(
+            "SMTP disconnect from {peer}",
+            peer=self.session.peerHost,
+            sessionId=self.session.sessionId,
+            endpoint=self.policy.name,
+        )
+
+    def timeoutConnection(self) -> None:
+        self._reply(*R.TIMEOUT.format(self.hostname))
+        self.transport.loseConnection()
+
+    # -- output -------------------------------------------------------------
+
+    def _reply(self, code: int, status: str, text: str) -> None:
+        if self._mode == CLOSED:
+            return
+        lines = text.split("\n")
+        prefix = f"{status} " if status else ""
+        out = []
+        for i, line in enumerate(lines):
+            sep = "-" if i < len(lines) - 1 else " "
+            out.append(f"{code}{sep}{prefix}{line}\r\n")
+        self.transport.write("".join(out).encode("utf-8"))
+
+    def _send(self, reply: R.Reply) -> None:
+        self._reply(*reply)
+
+    def _error(self, reply: R.Reply) -> None:
+        """
+        Send an error reply and count it; too many errors end the session,
+        as Postfix's C{smtpd_hard_error_limit} does.
+        """
+        self._send(reply)
+        self._errors += 1
+        if self._errors >= self.limits.maxErrors:
+            self._send(R.TOO_MANY_ERRORS.format(self.hostname))
+            self.transport.loseConnection()
+            self._mode = CLOSED
+
+    # -- input --------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        self._buffer += data
+        self._process()
+
+    def _process(self) -> None:
+        while self._buffer and not self._busy and self._mode != CLOSED:
+            if self._mode == DATA:
+                self._processData()
+                continue
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > MAX_COMMAND_LINE:
+                    # Discard up to the next LF, then complain once.
+                    self._buffer = b""
+                    self._skipLine = True
+                break
+            line, self._buffer = self._buffer[:end], self._buffer[end + 1 :]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if self._skipLine or len(line) > MAX_COMMAND_LINE:
+                self._skipLine = False
+                self._error(R.LINE_TOO_LONG)
+                continue
+            if self._mode == AUTH:
+                self._authResponse(line)
+            else:
+                self._command(line)
+        if self._busy and len(self._buffer) > MAX_BUFFERED and not self._paused:
+            self.transport.pauseProducing()
+            self._paused = True
+
+    def _wait(self, d: defer.Deferred[Any]) -> None:
+        """
+        Hold further input until C{d} fires (its callbacks send the reply).
+        """
+        self._busy = True
+
+        def resume(result: object) -> None:
+            self._busy = False
+            if self._paused:
+                self._paused = False
+                self.transport.resumeProducing()
+            if self._mode != CLOSED:
+                self.resetTimeout()
+                self._process()
+
+        d.addBoth(resume)
+
+    def _command(self, line: bytes) -> None:
+        verb, _, arg = line.partition(b" ")
+        name = verb.upper().decode("ascii", "replace")
+        handler = getattr(self, "do_" + name, None) if name.isalpha() else None
+        if handler is None:
+            self.log.debug("Unknown command {verb!r}", verb=name[:20], sessionId=self.session.sessionId)
+            self._error(R.NOT_RECOGNIZED)
+            return
+        handler(arg.strip(b" "))
+
+    # -- session commands ---------------------------------------------------
+
+    def _greet(self, arg: bytes, esmtp: bool) -> None:
+        verb = "EHLO" if esmtp else "HELO"
+        if not arg:
+            self._error(R.SYNTAX_HELO.format(verb))
+            return
+        name = arg.decode("utf-8", "replace")
+        self._abortTransaction()
+        self.session.heloName = "".join(c if c.isprintable() and not c.isspace() else "?" for c in name)[:255]
+        self.session.esmtp = esmtp
+        if not esmtp:
+            self._reply(250, "", self.hostname)
+            return
+        lines = [self.hostname, "PIPELINING", f"SIZE {self.limits.messageSize}"]
+        if self.policy.offersStartTLS(self.tlsActive) and self.tlsCreator is not None:
+            lines.append("STARTTLS")
+        if self.policy.mayAuthenticate(self.tlsActive) and self.session.authenticatedAs is None:
+            lines.append("AUTH " + " ".join(sasl.MECHANISMS))
+        lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8"]
+        self._reply(250, "", "\n".join(lines))
+
+    def do_EHLO(self, arg: bytes) -> None:
+        self._greet(arg, esmtp=True)
+
+    def do_HELO(self, arg: bytes) -> None:
+        self._greet(arg, esmtp=False)
+
+    def do_NOOP(self, arg: bytes) -> None:
+        self._send(R.OK)
+
+    def do_RSET(self, arg: bytes) -> None:
+        if arg:
+            self._error(R.NO_PARAMS)
+            return
+        self._abortTransaction()
+        self._send(R.OK)
+
+    def do_VRFY(self, arg: bytes) -> None:
+        # Answering whether an account exists would let anyone harvest them.
+        self._send(R.VRFY)
+
+    def do_HELP(self, arg: bytes) -> None:
+        self._send(R.HELP)
+
+    def do_QUIT(self, arg: bytes) -> None:
+        self._send(R.BYE)
+        self._abortTransaction()
+        self.transport.loseConnection()
+        self._mode = CLOSED
+
+    def do_STARTTLS(self, arg: bytes) -> None:
+        if self.tlsActive:
+            self._error(R.TLS_ACTIVE)
+            return
+        if not self.policy.offersStartTLS(False) or self.tlsCreator is None:
+            self._error(R.TLS_UNAVAILABLE)
+            return
+        if arg:
+            self._error(R.NO_PARAMS)
+            return
+        if self._buffer:
+            # The client must wait for our 220 before sending more; anything
+            # it sent already is plaintext an attacker may have injected.
+            self.log.warn(
+                "Discarded {count} octets pipelined after STARTTLS from {peer}",
+                count=len(self._buffer),
+                peer=self.session.peerHost,
+                sessionId=self.session.sessionId,
+                endpoint=self.policy.name,
+            )
+            self._buffer = b""
+        self._send(R.READY_TLS)
+        self._abortTransaction()
+        # RFC 3207 section 4.2: forget everything learnt before TLS.
+        self.session.heloName = None
+        self.session.esmtp = False
+        self.session.authenticatedAs = None
+        self.transport.startTLS(self.tlsCreator)
+
+    # -- authentication -----------------------------------------------------
+
+    def do_AUTH(self, arg: bytes) -> None:
+        if not self.policy.auth:
+            self._error(R.AUTH_DISABLED)
+            return
+        if not self.policy.mayAuthenticate(self.tlsActive):
+            self._error(R.NEED_STARTTLS)
+            return
+        if self.session.heloName is None or not self.session.esmtp:
+            self._error(R.NEED_HELO)
+            return
+        if self.session.authenticatedAs is not None:
+            self._error(R.AUTH_ALREADY)
+            return
+        if self._envelope is not None:
+            self._error(R.AUTH_IN_TRANSACTION)
+            return
+        mechanism, _, initial = arg.partition(b" ")
+        try:
+            self._sasl = sasl.SASLExchange(mechanism.decode("ascii", "replace"))
+        except sasl.SASLError:
+            self._error(R.AUTH_MECHANISM)
+            return
+        try:
+            decoded = sasl.decodeResponse(initial) if initial else None
+            self._saslStep(self._sasl.start(decoded))
+        except sasl.SASLError as e:
+            self._saslFailed(e)
+
+    def _authResponse(self, line: bytes) -> None:
+        assert self._sasl is not None
+        try:
+            self._saslStep(self._sasl.respond(sasl.decodeResponse(line)))
+        except sasl.SASLError as e:
+            self._saslFailed(e)
+
+    def _saslFailed(self, error: sasl.SASLError) -> None:
+        self._mode = COMMAND
+        self._sasl = None
+        self._error(R.AUTH_CANCELLED if error.cancelled else R.AUTH_DECODE)
+
+    def _saslStep(self, result: Any) -> None:
+        if isinstance(result, bytes):
+            self._mode = AUTH
+            self._reply(334, "", base64.b64encode(result).decode("ascii"))
+            return
+        self._mode = COMMAND
+        self._sasl = None
+        username = result.username.decode("utf-8", "replace")
+        d = self.portal.login(result, None, IAuthenticatedUser)
+        d.addCallbacks(self._authSucceeded, self._authFailed, errbackArgs=(username,))
+        self._wait(d)
+
+    def _authSucceeded(self, loginResult: tuple[Any, Any, Callable[[], None]]) -> None:
+        _, avatar, _ = loginResult
+        self.session.authenticatedAs = avatar.account
+        self.log.info(
+            "AUTH success for {account} from {peer}",
+            account=avatar.account,
+            peer=self.session.peerHost,
+            outcome="success",
+            sessionId=self.session.sessionId,
+            endpoint=self.policy.name,
+        )
+        self._send(R.AUTH_OK)
+
+    def _authFailed(self, failure: Failure, username: str) -> defer.Deferred[None]:
+        temporary = not failure.check(UnauthorizedLogin)
+        self._authFailures += 1
+        self.log.info(
+            "AUTH failure for {account} from {peer}",
+            account=username[:100],
+            peer=self.session.peerHost,
+            outcome="tempfail" if temporary else "failure",
+            sessionId=self.session.sessionId,
+            endpoint=self.policy.name,
+        )
+        if temporary:
+            self.log.failure("Authentication backend error", failure)
+
+        def answer() -> None:
+            self._error(R.AUTH_TEMP if temporary else R.AUTH_FAILED)
+            if self._authFailures >= self.maxAuthFailures and self._mode != CLOSED:
+                self._send(R.TOO_MANY_ERRORS.format(self.hostname))
+                self.transport.loseConnection()
+                self._mode = CLOSED
+
+        # Slow down password guessing; the reply waits, and so does the
+        # session.
+        return defer.Deferred.fromCoroutine(self._delayed(answer))
+
+    async def _delayed(self, action: Callable[[], None]) -> None:
+        await task.deferLater(self.clock, self.authFailureDelay, lambda: None)
+        action()
+
+    # -- mail transaction ---------------------------------------------------
+
+    def _transactionRefusal(self) -> Optional[R.Reply]:
+        if self.session.heloName is None:
+            return R.NEED_HELO
+        if self.policy.requiresTLSBeforeTransaction(self.tlsActive):
+            return R.NEED_STARTTLS
+        if self.policy.requiresAuthForMail and self.session.authenticatedAs is None:
+            return R.NEED_AUTH
+        return None
+
+    def do_MAIL(self, arg: bytes) -> None:
+        refusal = self._transactionRefusal()
+        if refusal is not None:
+            self._error(refusal)
+            return
+        if self._envelope is not None:
+            self._error(R.NESTED_MAIL)
+            return
+        if arg[:5].upper() != b"FROM:":
+            self._error(R.SYNTAX_MAIL)
+            return
+        rest = arg[5:]
+        utf8 = b" SMTPUTF8" in rest.upper()
+        try:
+            sender, paramBytes = parsePath(rest, allowNull=True, utf8=utf8)
+            params = parseParameters(paramBytes)
+        except NonASCIIAddress:
+            self._error(R.NON_ASCII)
+            return
+        except AddressSyntaxError:
+            self._error(R.BAD_ADDRESS)
+            return
+        problem = self._checkMailParameters(params)
+        if problem is not None:
+            self._error(problem)
+            return
+        self._envelope = Envelope(mailFrom=sender, mailParams=params)
+        self._delivery = self.target.startDelivery(self.session, self._envelope)
+        self.log.info(
+            "MAIL FROM {mailFrom} from {peer} ({account})",
+            mailFrom=str(sender) if sender else "<>",
+            peer=self.session.peerHost,
+            account=self.session.authenticatedAs or "-",
+            msgId=self._envelope.messageId,
+            sessionId=self.session.sessionId,
+            endpoint=self.policy.name,
+        )
+        self._send(R.SENDER_OK)
+
+    def _checkMailParameters(self, params: dict[str, Optional[str]]) -> Optional[R.Reply]:
+        for key, value in params.items():
+            if key == "SIZE":
+                if value is None or not value.isdigit():
+                    return R.BAD_PARAM.format("SIZE")
+                if int(value) > self.limits.messageSize:
+                    return R.TOO_BIG
+            elif key == "BODY":
+                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                    return R.BAD_PARAM.format("BODY")
+            elif key == "SMTPUTF8":
+                if value is not None:
+                    return R.BAD_PARAM.format("SMTPUTF8")
+            elif key == "AUTH":
+                pass  # RFC 4954 section 5: accepted, and ignored unless trusted
+            else:
+                return R.BAD_PARAM.format(key)
+        return None
+
+    def do_RCPT(self, arg: bytes) -> None:
+        if self._envelope is None or self._delivery is None:
+            self._error(R.NEED_MAIL)
+            return
+        if arg[:3].upper() != b"TO:":
+            self._error(R.SYNTAX_RCPT)
+            return
+        utf8 = "SMTPUTF8" in self._envelope.mailParams
+        try:
+            recipient, paramBytes = parsePath(arg[3:], allowNull=False, utf8=utf8)
+            params = parseParameters(paramBytes)
+        except NonASCIIAddress:
+            self._error(R.NON_ASCII)
+            return
+        except AddressSyntaxError:
+            self._error(R.BAD_RECIPIENT_ADDRESS)
+            return
+        assert recipient is not None
+        if params:
+            self._error(R.BAD_PARAM.format(next(iter(params))))
+            return
+        if len(self._envelope.recipients) >= self.limits.recipients:
+            self._send(R.TOO_MANY_RECIPIENTS)
+            return
+        envelope = self._envelope
+        d = self._delivery.addRecipient(recipient)
+
+        def accepted(_: object) -> None:
+            envelope.recipients.append(recipient)
+            envelope.rcptParams.append(params)
+            self._send(R.RECIPIENT_OK)
+
+        def refused(failure: Failure) -> None:
+            if failure.check(MailError):
+                reply = R.replyForError(failure.value, f"<{recipient}>")
+            else:
+                self.log.failure("Recipient check failed", failure, sessionId=self.session.sessionId)
+                reply = R.LOCAL_ERROR
+            self.log.info(
+                "RCPT {rcpt} refused: {code} {text}",
+                rcpt=str(recipient),
+                code=reply.code,
+                text=reply.text,
+                sessionId=self.session.sessionId,
+                endpoint=self.policy.name,
+            )
+            self._error(reply)
+
+        d.addCallbacks(accepted, refused)
+        self._wait(d)
+
+    def do_DATA(self, arg: bytes) -> None:
+        if self._envelope is None:
+            self._error(R.NEED_MAIL)
+            return
+        if not self._envelope.recipients:
+            self._error(R.NEED_RCPT)
+            return
+        if arg:
+            self._error(R.NO_PARAMS)
+            return
+        self._data = DataReceiver(self._writeData)
+        self._dataFailure = None
+        self._mode = DATA
+        self.setTimeout(self.limits.dataTimeout)
+        self._send(R.START_DATA)
+
+    def _writeData(self, data: bytes) -> None:
+        assert self._data is not None and self._delivery is not None
+        if self._dataFailure is not None:
+            return
+        if self._data.size > self.limits.messageSize:
+            self._dataFailure = MailError(ErrorKind.TOO_BIG, "Message size exceeds fixed limit")
+            self._delivery.abort()
+            return
+        try:
+            self._delivery.write(data)
+        except MailError as e:
+            self._dataFailure = e
+            self._delivery.abort()
+
+    def _processData(self) -> None:
+        assert self._data is not None
+        data, self._buffer = self._buffer, b""
+        rest = self._data.feed(data)
+        if not self._data.done:
+            return
+        self._buffer = rest
+        self._mode = COMMAND
+        self.setTimeout(self.limits.commandTimeout)
+        self._finishData()
+
+    def _finishData(self) -> None:
+        assert self._data is not None and self._envelope is not None and self._delivery is not None
+        receiver, envelope, delivery = self._data, self._envelope, self._delivery
+        self._data = None
+        self._envelope = None
+        self._delivery = None
+        if receiver.bareNewline:
+            delivery.abort()
+            self._logRefused(envelope, R.BARE_NEWLINE)
+            self._error(R.BARE_NEWLINE)
+            return
+        if self._dataFailure is not None:
+            reply = R.replyForError(self._dataFailure)
+            self._logRefused(envelope, reply)
+            self._error(reply)
+            return
+        d = delivery.commit()
+
+        def committed(_: object) -> None:
+            self.log.info(
+                "Accepted {msgId} from {mailFrom} for {rcptCount} recipients, {size} octets",
+                msgId=envelope.messageId,
+                mailFrom=str(envelope.mailFrom) if envelope.mailFrom else "<>",
+                rcptCount=len(envelope.recipients),
+                size=receiver.size,
+                sessionId=self.session.sessionId,
+                endpoint=self.policy.name,
+            )
+            self._send(R.QUEUED.format(envelope.messageId))
+
+        def failed(failure: Failure) -> None:
+            if failure.check(MailError):
+                reply = R.replyForError(failure.value)
+            else:
+                self.log.failure(
+                    "Delivery of {msgId} failed", failure, msgId=envelope.messageId, sessionId=self.session.sessionId
+                )
+                reply = R.LOCAL_ERROR
+            self._logRefused(envelope, reply)
+            self._error(reply)
+
+        d.addCallbacks(committed, failed)
+        self._wait(d)
+
+    def _logRefused(self, envelope: Envelope, reply: R.Reply) -> None:
+        self.log.info(
+            "Refused {msgId}: {code} {text}",
+            msgId=envelope.messageId,
+            code=reply.code,
+            text=reply.text,
+            sessionId=self.session.sessionId,
+            endpoint=self.policy.name,
+        )
+
+    def _abortTransaction(self) -> None:
+        if self._delivery is not None:
+            self._delivery.abort()
+        self._envelope = None
+        self._delivery = None
+        self._data = None
+        if self._mode == AUTH:
+            self._mode = COMMAND
+        self._sasl = None
+
+
+class SMTPFactory(protocol.ServerFactory):
+    """
+    Builds L{SMTPServer}s for one endpoint.
+    """
+
+    def __init__(
+        self,
+        policy: EndpointPolicy,
+        portal: Portal,
+        target: IDeliveryTarget,
+        tls: Optional[IOpenSSLServerConnectionCreator],
+        hostname: str,
+        limits: LimitsConfig,
+        clock: IReactorTime,
+    ) -> None:
+        self.policy = policy
+        self.portal = portal
+        self.target = target
+        self.tls = tls
+        self.hostname = hostname
+        self.limits = limits
+        self.clock = clock
+
+    def buildProtocol(self, addr: Any) -> SMTPServer:
+        p = SMTPServer(self.policy, self.portal, self.target, self.tls, self.hostname, self.limits, self.clock)
+        p.factory = self
+        return p
