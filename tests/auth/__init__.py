@@ -1,0 +1,1 @@
+"""Tests for mailsrv.auth: password hashes, account files, directory, checkers."""
