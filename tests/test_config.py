@@ -1,0 +1,117 @@
+"""
+Configuration loading and validation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailsrv.config.load import loadConfig, parseConfig, parseListen
+from mailsrv.config.schema import DEFAULT_ENDPOINTS
+from mailsrv.errors import ConfigError
+from mailsrv.policy.endpoint import Protocol, TLSMode
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults() -> None:
+    """
+    No file: the seven standard endpoints with the documented TLS modes.
+    """
+    config = loadConfig(None)
+    modes = {e.name: (e.listen, e.tls, e.auth) for e in config.endpoints}
+    assert modes == {
+        "smtp": (("0.0.0.0:25",), TLSMode.STARTTLS, False),
+        "submission": (("0.0.0.0:587",), TLSMode.STARTTLS_REQUIRED, True),
+        "submissions": (("0.0.0.0:465",), TLSMode.IMPLICIT, True),
+        "pop3": (("0.0.0.0:110",), TLSMode.STARTTLS_REQUIRED, True),
+        "pop3s": (("0.0.0.0:995",), TLSMode.IMPLICIT, True),
+        "imap": (("0.0.0.0:143",), TLSMode.STARTTLS_REQUIRED, True),
+        "imaps": (("0.0.0.0:993",), TLSMode.IMPLICIT, True),
+    }
+    assert config.server.dataDir == Path("/var/lib/mailsrv")
+    assert config.server.configDir == Path("/etc/mailsrv")
+
+
+def test_example_file_is_valid_and_complete() -> None:
+    """
+    etc/mailsrv.toml loads, and states the same endpoints as the defaults.
+    """
+    config = loadConfig(REPO / "etc" / "mailsrv.toml")
+    assert config.endpoints == DEFAULT_ENDPOINTS
+    assert config.server.domains == ("example.com",)
+
+
+def test_standard_endpoint_inherits_defaults() -> None:
+    """
+    A table named after a standard endpoint may set only `listen`; only the
+    named endpoints run.
+    """
+    config = parseConfig({"endpoints": {"imaps": {"listen": ["127.0.0.1:10993"]}}}, "f")
+    [imaps] = config.endpoints
+    assert (imaps.protocol, imaps.tls, imaps.auth, imaps.listen) == (
+        Protocol.IMAP, TLSMode.IMPLICIT, True, ("127.0.0.1:10993",)
+    )
+
+
+def test_custom_endpoint() -> None:
+    """
+    A custom endpoint needs protocol and listen; TLS defaults to required.
+    """
+    config = parseConfig({"endpoints": {"imap-alt": {"protocol": "imap", "listen": ["[::1]:1143"]}}}, "f")
+    assert config.endpoints[0].tls is TLSMode.STARTTLS_REQUIRED
+
+
+@pytest.mark.parametrize(
+    "data,key",
+    [
+        ({"nonsense": {}}, "nonsense"),
+        ({"server": {"hostname": "bad_name!"}}, "server.hostname"),
+        ({"server": {"domains": ["ok.test", 3]}}, "server.domains"),
+        ({"server": {"data_dir": ""}}, "server.data_dir"),
+        ({"tls": {"cert": "/a"}}, "tls.key"),
+        ({"limits": {"recipients": 0}}, "limits.recipients"),
+        ({"limits": {"command_timeout": "5"}}, "limits.command_timeout"),
+        ({"endpoints": {"smtp": {"listen": ["127.0.0.1"]}}}, "endpoints.smtp.listen"),
+        ({"endpoints": {"smtp": {"listen": ["127.0.0.1:99999"]}}}, "endpoints.smtp.listen"),
+        ({"endpoints": {"smtp": {"protocol": "lmtp"}}}, "endpoints.smtp.protocol"),
+        ({"endpoints": {"smtp": {"auth": "yes"}}}, "endpoints.smtp.auth"),
+        ({"endpoints": {"x": {"listen": ["127.0.0.1:1"]}}}, "endpoints.x.protocol"),
+        ({"endpoints": {"sub": {"protocol": "submission", "listen": ["127.0.0.1:1"], "auth": False}}}, "endpoints.sub.auth"),
+        ({"endpoints": {"smtp": {"extra": 1}}}, "endpoints.smtp.extra"),
+        ({"endpoints": "x"}, "endpoints"),
+    ],
+)
+def test_errors_name_the_key(data: dict, key: str) -> None:
+    """
+    Every bad value is reported with the file and the dotted key.
+    """
+    with pytest.raises(ConfigError) as info:
+        parseConfig(data, "conf.toml")
+    assert info.value.key == key
+    assert str(info.value).startswith(f"conf.toml: {key}: ")
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    """
+    Missing files and TOML syntax errors name the file.
+    """
+    with pytest.raises(ConfigError, match="file not found"):
+        loadConfig(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        loadConfig(bad)
+
+
+@pytest.mark.parametrize(
+    "spec,expected",
+    [("0.0.0.0:25", ("0.0.0.0", 25)), ("[::]:993", ("::", 993)), ("localhost:2525", ("localhost", 2525))],
+)
+def test_parse_listen(spec: str, expected: tuple[str, int]) -> None:
+    """
+    host:port and [v6]:port forms.
+    """
+    assert parseListen(spec) == expected
