@@ -43,4 +43,4 @@ def receivedHeader(session: Session, envelope: Envelope, hostname: str, date: Op
         f"\tby {hostname} (mailsrv) with {protocolKeyword(session, envelope)} id {envelope.messageId}"
         f"{forClause}; {stamp}"
     )
-    return ("\r\n".join("\r\n".join(lines).split("\n")) + "\r\n").encode("utf-8")
+    return ("\r\n".join("\n".join(lines).split("\n")) + "\r\n").encode("utf-8")
