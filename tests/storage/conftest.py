@@ -10,7 +10,9 @@ from typing import Any, Callable
 import pytest
 
 
-BACKENDS = ["memory"]
+from .helpers import synchronousRunner
+
+BACKENDS = ["memory", "maildir"]
 
 
 def _memoryFactory(tmpPath: Path) -> Callable[[], Any]:
@@ -20,7 +22,15 @@ def _memoryFactory(tmpPath: Path) -> Callable[[], Any]:
     return lambda: store
 
 
-FACTORIES = {"memory": _memoryFactory}
+def _maildirFactory(tmpPath: Path) -> Callable[[], Any]:
+    from mailsrv.storage.maildir import MaildirStore
+
+    return lambda: MaildirStore(
+        tmpPath / "mail", runInThread=synchronousRunner, hostname="test.example"
+    )
+
+
+FACTORIES = {"memory": _memoryFactory, "maildir": _maildirFactory}
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,0 +1,77 @@
+# -*- test-case-name: tests.storage.test_fsync -*-
+"""
+Durable-write helpers shared by the Maildir store and the outbound spool.
+
+On POSIX a file's bytes and its directory entry are made durable separately:
+C{os.fsync(file)} for the bytes, and an fsync of the I{directory} for the
+entry created by C{open(O_CREAT)}, C{link} or C{rename}.  A message may only
+be acknowledged once both happened (see DESIGN.md, "Durability").
+
+Every function here blocks on the disk: call them from a thread, never from
+the reactor thread, unless C{durable=False}.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from pathlib import Path
+from typing import Union
+
+StrPath = Union[str, "os.PathLike[str]"]
+
+_counter = itertools.count(1)
+
+
+def fsyncDirectory(path: StrPath) -> None:
+    """
+    Make the entries of directory C{path} (files created, linked, renamed or
+    removed in it) durable.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def writeFileAtomically(
+    path: StrPath, data: bytes, mode: int = 0o600, *, durable: bool = True
+) -> None:
+    """
+    Replace the file at C{path} with C{data} so that readers see either the
+    old or the new contents, never a mix: write a temporary file beside it
+    (C{O_EXCL}, so two writers never share one), then rename it over C{path}.
+
+    @param mode: permissions of the new file.
+    @param durable: fsync the file before the rename and the directory after
+        it, so the new contents survive a crash once this returns.  Without
+        it the replacement is still atomic but may be lost (the old contents
+        come back) after a crash; used for caches that can be rebuilt, from
+        code that must not block.
+    """
+    target = Path(path)
+    tmp = target.with_name(
+        f"{target.name}.tmp.{os.getpid()}.{threading.get_ident()}.{next(_counter)}"
+    )
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if durable:
+        fsyncDirectory(target.parent)

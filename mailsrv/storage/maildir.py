@@ -1,0 +1,698 @@
+# -*- test-case-name: tests.storage.test_maildir,tests.storage.test_behaviour -*-
+"""
+The Maildir++ store, on-disk compatible with docker-mailserver and Dovecot.
+
+Layout (under the store's C{root}, normally C{data_dir/mail})::
+
+    <domain>/<localpart>/               the account: INBOX is this Maildir
+        cur/ new/ tmp/
+        dovecot-uidlist                 UIDVALIDITY, next UID, UID per message
+        dovecot-keywords                keyword <-> letter a-z
+        mailsrv-uidlist.lock            flock() guarding the two files above
+        .Sent/  .Archive.2024/ ...      folders (Maildir++), each a Maildir
+            maildirfolder               marks a Maildir++ folder
+            (and the same files as above)
+
+Naming rule: account ids are split by L{splitAccount} (no C{/}, NUL,
+control characters or leading C{.} in either half).  A folder name C{a/b}
+becomes the directory C{.a.b}, each component in IMAP modified UTF-7 as
+Dovecot stores it (C{Entw&APw-rfe}).  Names are checked by
+L{normalizeFolderName} first, which refuses C{.} inside components (it is the
+Maildir++ separator), empty components, control characters, wildcards and
+over-long names; so a folder directory is always a single entry of the
+account directory starting with exactly one C{.}, and nothing a client sends
+can reach outside the account.
+
+Message files and UIDs: see L{mailsrv.storage.maildir_files} and
+L{mailsrv.storage.uidlist}.  A refresh moves files from C{new/} to C{cur/}
+(as Dovecot does when a session sees them) and gives UIDs to files the
+uidlist does not know, in order of delivery time.
+
+Durability: deliveries (L{MaildirMessageWriter.commit}), L{MaildirFolder.append}
+and L{MaildirFolder.expunge} fsync file contents and directory entries in a
+thread before their Deferred fires.  Folder creation, renames and flag
+changes are not fsync'd: no acknowledged message depends on them, and a
+crash at worst undoes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import shutil
+import stat
+import time
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional, Sequence
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mailsrv.errors import ErrorKind, MailError
+from mailsrv.interfaces import IMailFolder, IMailStore, MessageInfo
+from mailsrv.storage.fsync import fsyncDirectory
+from mailsrv.storage.maildir_files import (
+    CRLFCounter,
+    CRLFReader,
+    NameGenerator,
+    crlfSizeOfFile,
+    flagsFromLetters,
+    lettersFor,
+    sizesFromBase,
+    splitFilename,
+)
+from mailsrv.storage.maildir_sync import FolderMetadata
+from mailsrv.storage.maildir_writer import (
+    NEW_FILE,
+    MaildirMessageWriter,
+    temporaryError,
+    unlinkQuietly,
+)
+from mailsrv.storage.uidlist import KEYWORDS_NAME, UidRecord
+from mailsrv.storage.validation import (
+    INBOX,
+    decodeModifiedUTF7,
+    encodeModifiedUTF7,
+    keywordsOf,
+    normalizeFlags,
+    normalizeFolderName,
+    splitAccount,
+)
+
+__all__ = ["MaildirStore", "MaildirFolder", "MaildirMessageWriter"]
+
+Listener = Callable[[], None]
+Runner = Callable[..., "defer.Deferred[Any]"]
+
+
+def _notFound(what: str = "Mailbox does not exist") -> MailError:
+    return MailError(ErrorKind.NOT_FOUND, what)
+
+
+def _defaultRunner(reactor: Any) -> Runner:
+    """
+    Run blocking calls in the reactor's thread pool.
+    """
+    from twisted.internet import threads
+
+    if reactor is None:
+        return threads.deferToThread
+
+    def run(f: Callable[..., Any], *args: Any, **kwargs: Any) -> "defer.Deferred[Any]":
+        return threads.deferToThreadPool(
+            reactor, reactor.getThreadPool(), f, *args, **kwargs
+        )
+
+    return run
+
+
+@dataclasses.dataclass
+class _Entry:
+    """
+    What a view knows about one message; C{subdir} and C{filename} follow
+    the file when flags change (by this view or, once found, by others).
+    """
+
+    info: MessageInfo
+    subdir: str
+    filename: str
+    popUidl: Optional[str]
+
+
+@implementer(IMailFolder)
+class MaildirFolder:
+    """
+    One session's view of a Maildir folder.  Create with
+    L{MaildirStore.openFolder}.
+
+    The snapshot changes only on L{refresh}, except that this view's own
+    L{setFlags} and L{expunge} update it at once.  Appends (also this
+    view's) appear at the next refresh.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: "MaildirStore", account: str, name: str, path: Path) -> None:
+        self.account = account
+        self.name = name
+        self._store = store
+        self._path = path
+        self._entries: dict[int, _Entry] = {}
+        self._uidValidity = 0
+        self._uidNext = 1
+        self.refresh()
+
+    def uidValidity(self) -> int:
+        return self._uidValidity
+
+    def uidNext(self) -> int:
+        return self._uidNext
+
+    def refresh(self) -> None:
+        """
+        Rescan the folder: move C{new/} to C{cur/}, give UIDs to new files,
+        read flags.  Runs on the caller's (reactor) thread: listing two
+        directories and, for messages not seen before, one C{stat} each is
+        accepted there for now; no fsync happens here (the uidlist rewrite is
+        atomic but not durable, like Dovecot's).
+
+        @raise MailError: C{NOT_FOUND} if the folder was deleted.
+        """
+        try:
+            try:
+                result = self._store._meta.sync(self._path, moveNew=True, durable=False)
+            except FileNotFoundError:
+                if self.name != INBOX:
+                    raise
+                # INBOX always exists: re-create it if it went away.
+                self._store._ensureMaildir(self._path)
+                result = self._store._meta.sync(self._path, moveNew=True, durable=False)
+        except FileNotFoundError:
+            raise _notFound()
+        except OSError:
+            self.log.failure("Cannot refresh {folder}", folder=str(self._path))
+            raise temporaryError()
+        key = str(self._path)
+        cache = self._store._infoCache.get(key, {})
+        newCache: dict[str, tuple[int, float]] = {}
+        entries: dict[int, _Entry] = {}
+        for record in result.uidList.records:
+            subdir, filename = result.files[record.base]
+            try:
+                size, date = cache.get(record.base) or self._measure(
+                    subdir, filename, record
+                )
+            except FileNotFoundError:
+                continue  # expunged by someone else since the scan
+            newCache[record.base] = (size, date)
+            info = MessageInfo(
+                uid=record.uid,
+                key=record.base,
+                size=size,
+                flags=flagsFromLetters(splitFilename(filename)[1], result.keywords),
+                internalDate=date,
+            )
+            entries[record.uid] = _Entry(info, subdir, filename, record.extension("P"))
+        self._store._infoCache[key] = newCache
+        self._entries = entries
+        self._uidValidity = result.uidList.uidValidity
+        self._uidNext = result.uidList.nextUid
+
+    def _measure(self, subdir: str, filename: str, record: UidRecord) -> tuple[int, float]:
+        """
+        The CRLF size and internal date (mtime, as Dovecot uses) of a file:
+        the size from C{,W=} in the name, the uidlist's C{W} field, or by
+        reading the file once.
+        """
+        path = self._path / subdir / filename
+        mtime = os.stat(path).st_mtime
+        size = sizesFromBase(record.base)[1]
+        if size is None:
+            field = record.extension("W")
+            size = int(field) if field and field.isdigit() else None
+        if size is None:
+            with open(path, "rb") as f:
+                size = crlfSizeOfFile(f)
+        return size, mtime
+
+    def messages(self) -> Sequence[MessageInfo]:
+        return tuple(entry.info for entry in self._entries.values())
+
+    def _entry(self, uid: int) -> _Entry:
+        entry = self._entries.get(uid)
+        if entry is None:
+            raise _notFound("No such message")
+        return entry
+
+    def _find(self, entry: _Entry) -> bool:
+        """
+        Look for the message's file again after it was renamed (flags
+        changed by another session); update C{entry}.  False if it is gone.
+        """
+        for subdir in ("cur", "new"):
+            try:
+                names = os.listdir(self._path / subdir)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if splitFilename(name)[0] == entry.info.key:
+                    entry.subdir, entry.filename = subdir, name
+                    return True
+        return False
+
+    def uidl(self, uid: int) -> str:
+        entry = self._entry(uid)
+        if entry.popUidl:
+            # Dovecot's uidlist may carry an explicit POP3 UIDL (migrations).
+            return entry.popUidl
+        return f"{uid:08X}{self._uidValidity:08X}"
+
+    def openMessage(self, uid: int) -> BinaryIO:
+        entry = self._entry(uid)
+        for _ in range(2):
+            try:
+                f = open(self._path / entry.subdir / entry.filename, "rb")
+            except FileNotFoundError:
+                if not self._find(entry):
+                    break
+                continue
+            if os.fstat(f.fileno()).st_size == entry.info.size:
+                return f  # already CRLF
+            return io.BufferedReader(CRLFReader(f, entry.info.size))  # type: ignore[return-value]
+        raise _notFound("No such message")
+
+    def setFlags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
+        """
+        Rename the message's file in C{cur/} to carry the new flags.  New
+        keywords are added to C{dovecot-keywords} first.
+        """
+        normalized = normalizeFlags(flags)
+        entry = self._entry(uid)
+        index = self._store._meta.keywordIndex(self._path, keywordsOf(normalized), durable=False)
+        letters = lettersFor(normalized, index, keep=splitFilename(entry.filename)[1])
+        newName = f"{entry.info.key}:2,{letters}"
+        for _ in range(2):
+            try:
+                os.rename(self._path / entry.subdir / entry.filename, self._path / "cur" / newName)
+                break
+            except FileNotFoundError:
+                if not self._find(entry):
+                    raise _notFound("No such message")
+            except OSError:
+                self.log.failure("Cannot set flags in {folder}", folder=str(self._path))
+                raise temporaryError()
+        else:
+            raise _notFound("No such message")
+        entry.subdir, entry.filename = "cur", newName
+        entry.info = dataclasses.replace(entry.info, flags=normalized)
+        self._store._notify(self._path, exclude=self)
+        return entry.info
+
+    def expunge(self, uids: Iterable[int]) -> "defer.Deferred[None]":
+        """
+        Unlink the messages, fsync the directories and the uidlist (in a
+        thread), then drop them from the snapshot.
+        """
+        gone = frozenset(uids)
+
+        def work() -> int:
+            return self._store._meta.sync(
+                self._path, moveNew=False, expunge=gone, durable=True
+            ).removed
+
+        def done(removed: int) -> None:
+            for uid in gone:
+                self._entries.pop(uid, None)
+            if removed:
+                self._store._notify(self._path, exclude=self)
+
+        return self._store._runBlocking(work).addCallback(done)
+
+    def append(
+        self,
+        data: bytes,
+        flags: Iterable[str] = (),
+        internalDate: Optional[float] = None,
+    ) -> "defer.Deferred[int]":
+        """
+        Write the message to C{tmp/}, fsync it, rename it into C{cur/} with
+        its flags, fsync C{cur/}, then give it a UID in the uidlist (fsync'd)
+        before the Deferred fires.
+        """
+        try:
+            normalized = normalizeFlags(flags)
+        except MailError as e:
+            return defer.fail(e)
+        data = bytes(data)
+        store = self._store
+        path = self._path
+
+        def work() -> int:
+            if not path.is_dir():
+                raise _notFound()
+            index = store._meta.keywordIndex(path, keywordsOf(normalized), durable=True)
+            counter = CRLFCounter()
+            counter.update(data)
+            base = store._names.newBase(counter.physical, counter.crlf)
+            tmp = path / "tmp" / base
+            fd = os.open(tmp, NEW_FILE, 0o600)
+            try:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    if internalDate is not None:
+                        os.utime(fd, (internalDate, internalDate))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, path / "cur" / f"{base}:2,{lettersFor(normalized, index)}")
+            except BaseException:
+                unlinkQuietly(tmp)
+                raise
+            store._makeDurable(path, "cur")
+            fsyncDirectory(path / "cur")
+            result = store._meta.sync(path, moveNew=False, durable=True)
+            for record in result.uidList.records:
+                if record.base == base:
+                    return record.uid
+            raise _notFound("No such message")  # expunged meanwhile
+
+        def done(uid: int) -> int:
+            store._notify(path, exclude=self)
+            return uid
+
+        return store._runBlocking(work).addCallback(done)
+
+    def addChangeListener(self, listener: Listener) -> None:
+        self._store._listeners.setdefault(str(self._path), []).append((self, listener))
+
+    def removeChangeListener(self, listener: Listener) -> None:
+        try:
+            self._store._listeners.get(str(self._path), []).remove((self, listener))
+        except ValueError:
+            pass
+
+
+@implementer(IMailStore)
+class MaildirStore:
+    """
+    All mailboxes, as Maildir++ directories under C{root}.
+
+    @param root: the directory holding C{<domain>/<localpart>/}; created if
+        missing.
+    @param reactor: provides the thread pool for blocking work (fsync);
+        L{None} means the global reactor's, through C{deferToThread}.
+    @param runInThread: overrides how blocking work runs: called as
+        C{runInThread(f, *args)}, returns a Deferred of C{f}'s result.  Tests
+        pass a synchronous runner.
+    @param hostname: the host name in new file names (default: this host).
+    @param clock: POSIX time, for file names, UIDVALIDITY and L{cleanTmp}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        root: Path,
+        reactor: Any = None,
+        runInThread: Optional[Runner] = None,
+        *,
+        hostname: Optional[str] = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root = Path(root)
+        self._runInThread = runInThread or _defaultRunner(reactor)
+        self._clock = clock
+        self._names = NameGenerator(hostname, clock)
+        self._meta = FolderMetadata(clock)
+        # Directories whose entry in their parent is known durable (fsync'd
+        # by this process); checked from threads, set.add is atomic.
+        self._durableDirs: set[Path] = set()
+        # In-process change notification: folder path -> (view, listener).
+        self._listeners: dict[str, list[tuple[MaildirFolder, Listener]]] = {}
+        # Per folder path: base -> (CRLF size, internal date); reactor thread.
+        self._infoCache: dict[str, dict[str, tuple[int, float]]] = {}
+
+    # ------------------------------------------------------------- paths
+
+    def _account(self, account: str) -> tuple[str, Path]:
+        local, domain = splitAccount(account)
+        path = self.root / domain / local
+        # splitAccount made escaping impossible; check anyway, it is cheap.
+        if os.path.dirname(os.path.dirname(os.path.normpath(path))) != os.path.normpath(
+            self.root
+        ):
+            raise MailError(ErrorKind.SYNTAX, "Invalid account")
+        return f"{local}@{domain}", path
+
+    @staticmethod
+    def _folderDirName(name: str) -> str:
+        return "." + ".".join(encodeModifiedUTF7(part) for part in name.split("/"))
+
+    def _folder(self, account: str, name: str) -> tuple[str, Path, str, Path]:
+        """
+        @return: canonical account, account directory, canonical folder
+            name, folder directory.
+        """
+        account, accountDir = self._account(account)
+        name = normalizeFolderName(name)
+        if name == INBOX:
+            return account, accountDir, name, accountDir
+        return account, accountDir, name, accountDir / self._folderDirName(name)
+
+    def _folderNames(self, accountDir: Path) -> list[str]:
+        """
+        The names of the folders under C{accountDir} (INBOX excluded),
+        sorted; directories whose names are not in canonical form are
+        skipped (and logged): mailsrv could not address them safely.
+        """
+        names = []
+        try:
+            entries = list(os.scandir(accountDir))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            if not entry.name.startswith(".") or entry.name.startswith(".."):
+                continue
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                name = normalizeFolderName(
+                    "/".join(decodeModifiedUTF7(p) for p in entry.name[1:].split("."))
+                )
+            except (ValueError, MailError):
+                name = None
+            if name is None or self._folderDirName(name) != entry.name:
+                self.log.warn("Ignoring folder directory {path}", path=entry.path)
+                continue
+            names.append(name)
+        return sorted(names)
+
+    def _ensureMaildir(self, folderDir: Path) -> None:
+        """
+        Create C{folderDir}, its C{cur/ new/ tmp/}, and missing parents up
+        to the root (mode 0700).  Not durable: see L{_makeDurable}.
+        """
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        chain = [p for p in reversed(folderDir.parents) if self.root in p.parents]
+        for path in [*chain, folderDir, folderDir / "cur", folderDir / "new", folderDir / "tmp"]:
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass
+
+    def _makeDurable(self, folderDir: Path, subdir: str) -> None:
+        """
+        Make sure the directories leading to C{folderDir/subdir} survive a
+        crash: fsync the parent of each one not yet known durable in this
+        process (so only the first delivery to an account pays for it).
+        Blocking: threads only.
+        """
+        target = folderDir / subdir
+        chain = [p for p in reversed(target.parents) if self.root in p.parents]
+        for path in [*chain, target]:
+            if path not in self._durableDirs:
+                fsyncDirectory(path.parent)
+                self._durableDirs.add(path)
+
+    # ------------------------------------------------------- threads, events
+
+    def _runBlocking(self, f: Callable[[], Any]) -> "defer.Deferred[Any]":
+        """
+        Run C{f} with the injected runner; failures other than L{MailError}
+        are logged and become a temporary L{MailError}.
+        """
+        try:
+            d = self._runInThread(f)
+        except Exception:
+            d = defer.fail()
+
+        def toMailError(failure: Failure) -> Failure:
+            if failure.check(MailError):
+                return failure
+            if failure.check(FileNotFoundError):
+                self.log.failure("Mailbox vanished", failure)
+                return Failure(_notFound())
+            self.log.failure("Mail storage operation failed", failure)
+            return Failure(temporaryError())
+
+        return d.addErrback(toMailError)
+
+    def _notify(self, folderDir: Path, exclude: Optional[MaildirFolder] = None) -> None:
+        for view, listener in list(self._listeners.get(str(folderDir), ())):
+            if view is exclude:
+                continue
+            try:
+                listener()
+            except Exception:
+                # One broken session must not break a delivery or the others.
+                self.log.failure("Mailbox change listener failed")
+
+    # --------------------------------------------------------- IMailStore
+
+    def openFolder(self, account: str, name: str = INBOX) -> MaildirFolder:
+        account, _, name, folderDir = self._folder(account, name)
+        if name == INBOX:
+            self._ensureMaildir(folderDir)
+        elif not folderDir.is_dir():
+            raise _notFound()
+        return MaildirFolder(self, account, name, folderDir)
+
+    def listFolders(self, account: str) -> Sequence[str]:
+        accountDir = self._account(account)[1]
+        return [INBOX, *self._folderNames(accountDir)]
+
+    def createFolder(self, account: str, name: str) -> None:
+        _, accountDir, name, folderDir = self._folder(account, name)
+        if name == INBOX:
+            raise MailError(ErrorKind.PERM, "Mailbox already exists")
+        self._ensureMaildir(accountDir)
+        try:
+            os.mkdir(folderDir, 0o700)
+        except FileExistsError:
+            raise MailError(ErrorKind.PERM, "Mailbox already exists")
+        for subdir in ("cur", "new", "tmp"):
+            os.mkdir(folderDir / subdir, 0o700)
+        os.close(os.open(folderDir / "maildirfolder", NEW_FILE, 0o600))
+        # Fix the UIDVALIDITY now, not at the first open.
+        self._meta.sync(folderDir, moveNew=False, durable=False)
+
+    def deleteFolder(self, account: str, name: str) -> None:
+        """
+        Delete one folder (its children stay, as in Dovecot).  The directory
+        is first renamed out of sight, so a half-deleted folder is never
+        listed.
+        """
+        _, accountDir, name, folderDir = self._folder(account, name)
+        if name == INBOX:
+            raise MailError(ErrorKind.PERM, "INBOX cannot be deleted")
+        if not folderDir.is_dir():
+            raise _notFound()
+        trash = accountDir / f"..mailsrv-deleted.{uuid.uuid4().hex}"
+        try:
+            os.rename(folderDir, trash)
+        except FileNotFoundError:
+            raise _notFound()
+        shutil.rmtree(trash, ignore_errors=True)
+        self._infoCache.pop(str(folderDir), None)
+        self._notify(folderDir)
+
+    def renameFolder(self, account: str, old: str, new: str) -> None:
+        """
+        Rename a folder and its children, keeping UIDs and UIDVALIDITY (the
+        uidlist moves with the directory).  Renaming INBOX moves its
+        messages into a new folder and leaves INBOX empty (RFC 3501).  Views
+        open on a renamed folder fail their next refresh with C{NOT_FOUND}.
+        """
+        account, accountDir, old, oldDir = self._folder(account, old)
+        new = normalizeFolderName(new)
+        newDir = accountDir / self._folderDirName(new) if new != INBOX else accountDir
+        if old != INBOX and not oldDir.is_dir():
+            raise _notFound()
+        if new == INBOX or newDir.exists():
+            raise MailError(ErrorKind.PERM, "Mailbox already exists")
+        if new.startswith(old + "/"):
+            raise MailError(ErrorKind.PERM, "Cannot rename a mailbox into itself")
+        if old == INBOX:
+            self._moveInbox(account, accountDir, new, newDir)
+            return
+        moves = [(oldDir, newDir)] + [
+            (
+                accountDir / self._folderDirName(child),
+                accountDir / self._folderDirName(new + child[len(old) :]),
+            )
+            for child in self._folderNames(accountDir)
+            if child.startswith(old + "/")
+        ]
+        if any(dest.exists() for _, dest in moves):
+            raise MailError(ErrorKind.PERM, "Mailbox already exists")
+        for source, dest in moves:
+            os.rename(source, dest)
+            self._infoCache.pop(str(source), None)
+
+    def _moveInbox(self, account: str, accountDir: Path, new: str, newDir: Path) -> None:
+        self.createFolder(account, new)
+        self._ensureMaildir(accountDir)
+        keywords = accountDir / KEYWORDS_NAME
+        if keywords.exists():
+            # Keyword letters in the moved names refer to INBOX's table.
+            shutil.copyfile(keywords, newDir / KEYWORDS_NAME)
+        for subdir in ("new", "cur"):
+            for name in os.listdir(accountDir / subdir):
+                if not name.startswith("."):
+                    dest = name if ":" in name else name + ":2,"
+                    os.rename(accountDir / subdir / name, newDir / "cur" / dest)
+        self._notify(accountDir)
+
+    def startMessage(self, accounts: Sequence[str]) -> MaildirMessageWriter:
+        """
+        @raise ValueError: if C{accounts} is empty.
+        @raise MailError: C{SYNTAX} for an invalid account id.
+        """
+        dirs: list[Path] = []
+        for account in accounts:
+            accountDir = self._account(account)[1]
+            if accountDir not in dirs:
+                dirs.append(accountDir)
+        if not dirs:
+            raise ValueError("startMessage() needs at least one account")
+        return MaildirMessageWriter(self, dirs)
+
+    # -------------------------------------------------------------- upkeep
+
+    def _tmpDirectories(self) -> Iterator[Path]:
+        for domain in _subdirectories(self.root):
+            if domain.name.startswith("."):
+                continue
+            for account in _subdirectories(domain):
+                if account.name.startswith("."):
+                    continue
+                yield account / "tmp"
+                for folder in _subdirectories(account):
+                    if folder.name.startswith(".") and not folder.name.startswith(".."):
+                        yield folder / "tmp"
+
+    def cleanTmp(self, maxAgeSeconds: float = 36 * 3600) -> int:
+        """
+        Remove files older than C{maxAgeSeconds} from every C{tmp/}: what
+        deliveries interrupted by a crash left (the Maildir spec's 36 hours
+        by default).  Blocking; meant for startup, before serving.
+
+        @return: how many files were removed.
+        """
+        cutoff = self._clock() - maxAgeSeconds
+        removed = 0
+        for tmpDir in self._tmpDirectories():
+            try:
+                entries = list(os.scandir(tmpDir))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        self.log.info(
+            "Removed {count} stale files from Maildir tmp directories under {root}",
+            count=removed,
+            root=str(self.root),
+        )
+        return removed
+
+
+def _subdirectories(path: Path) -> Iterator[Path]:
+    try:
+        entries = list(os.scandir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield Path(entry.path)
