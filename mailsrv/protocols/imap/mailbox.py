@@ -1,0 +1,353 @@
+# -*- test-case-name: tests.protocols.test_imap -*-
+"""
+An L{IMailFolder} seen through Twisted's C{IMailboxIMAP}.
+
+The mailbox keeps the session's view: the list of messages in
+message-sequence-number order as the client knows it.  The backend changes
+under it (deliveries, other sessions); L{IMAPMailbox.sync} folds those
+changes into the view and says what to tell the client, because RFC 3501
+forbids renumbering messages without telling the client (EXPUNGE) and the
+server may only do that at certain moments (NOOP, IDLE, CHECK...), not in
+the middle of a FETCH.
+
+C{\\Recent} is approximated per process: a L{RecentTracker} shared by all
+sessions on one store remembers the highest UID that some session has
+already been shown as recent; a read-write SELECT claims the messages above
+it.  After a restart every message counts as recent once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any, BinaryIO, Iterable, Optional, Union
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.mail.imap4 import MessageSet, ReadOnlyMailbox, statusRequestHelper
+from twisted.mail.interfaces import ICloseableMailboxIMAP, IMailboxIMAP, IMessageIMAPCopier
+from zope.interface import implementer
+
+from mailsrv.interfaces import IMailFolder, MessageInfo
+from mailsrv.protocols.imap.message import IMAPMessage
+
+DELIMITER = "."
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+RecentKey = tuple[str, str, int]
+
+
+class RecentTracker:
+    """
+    Which messages some session has already reported as C{\\Recent}: the
+    highest such UID per C{(account, folder, UIDVALIDITY)}.  One instance per
+    store, shared by all sessions of the process.
+    """
+
+    def __init__(self) -> None:
+        self._claimed: dict[RecentKey, int] = {}
+
+    def watermark(self, key: RecentKey) -> int:
+        return self._claimed.get(key, 0)
+
+    def claim(self, key: RecentKey, uid: int) -> None:
+        if uid > self._claimed.get(key, 0):
+            self._claimed[key] = uid
+
+
+@dataclasses.dataclass
+class SyncResult:
+    """
+    What changed since the view was last synchronised, in the order the
+    client must hear it.
+
+    @ivar expunged: sequence numbers to announce with C{EXPUNGE}, each valid
+        at the moment it is sent (so ascending numbers are already adjusted).
+    @ivar flags: sequence number (after the expunges) to new flags.
+    @ivar exists: the new message count if messages arrived, else L{None}.
+    @ivar recent: the new recent count when C{exists} is set.
+    """
+
+    expunged: list[int] = dataclasses.field(default_factory=list)
+    flags: dict[int, list[str]] = dataclasses.field(default_factory=dict)
+    exists: Optional[int] = None
+    recent: int = 0
+
+
+def parseAppendDate(date: Union[bytes, str, None]) -> Optional[float]:
+    """
+    The APPEND date-time (C{"17-Jul-1996 02:44:25 -0700"}) as POSIX time.
+
+    @raise ValueError: if it is not in that form.
+    """
+    if date is None:
+        return None
+    text = date.decode("ascii") if isinstance(date, bytes) else date
+    return datetime.datetime.strptime(text.strip(), "%d-%b-%Y %H:%M:%S %z").timestamp()
+
+
+def _inSet(messages: MessageSet, number: int) -> bool:
+    return any(low <= number <= high for low, high in messages.ranges)
+
+
+def _setLast(messages: MessageSet, last: int) -> None:
+    try:
+        messages.last = last
+    except ValueError:
+        pass  # already set by the caller
+
+
+_CANONICAL = {f.lower(): f for f in SYSTEM_FLAGS}
+
+
+def _storableFlags(flags: Iterable[str]) -> set[str]:
+    """
+    Flags a client may set: system flags in their canonical spelling (they
+    are case-insensitive), keywords as given; never C{\\Recent}, which is
+    the server's to set (RFC 3501 section 2.3.2).
+    """
+    return {_CANONICAL.get(f.lower(), f) for f in flags if f.lower() != "\\recent"}
+
+
+@implementer(IMailboxIMAP, ICloseableMailboxIMAP, IMessageIMAPCopier)
+class IMAPMailbox:
+    """
+    One folder as opened by one session.
+
+    @ivar folder: the backend folder.
+    @ivar name: the IMAP name (decoded, C{.} delimiter).
+    """
+
+    def __init__(
+        self, folder: IMailFolder, name: str, writeable: bool, tracker: RecentTracker
+    ) -> None:
+        self.folder = folder
+        self.name = name
+        self._writeable = writeable
+        self._tracker = tracker
+        self._key: RecentKey = (folder.account, folder.name, folder.uidValidity())
+        folder.refresh()
+        self._infos: list[MessageInfo] = list(folder.messages())
+        watermark = tracker.watermark(self._key)
+        self._recent = {i.uid for i in self._infos if i.uid > watermark}
+        self._listeners: list[Any] = []
+        self.changed = False
+
+    # ------------------------------------------------------------ session view
+
+    def claimRecent(self) -> None:
+        """
+        Make this session the one that reports the current recent messages
+        (a read-write SELECT); EXAMINE and STATUS only look.
+        """
+        if self._writeable and self._infos:
+            self._tracker.claim(self._key, self._infos[-1].uid)
+
+    def _folderChanged(self) -> None:
+        self.changed = True
+        for listener in list(self._listeners):
+            notify = getattr(listener, "mailboxChanged", None)
+            if notify is not None:
+                notify(self)
+
+    def sync(self) -> SyncResult:
+        """
+        Fold backend changes into the view and report them.
+        """
+        self.changed = False
+        self.folder.refresh()
+        current = {i.uid: i for i in self.folder.messages()}
+        result = SyncResult()
+        kept: list[MessageInfo] = []
+        for seq, info in enumerate(self._infos, 1):
+            now = current.get(info.uid)
+            if now is None:
+                result.expunged.append(seq - len(result.expunged))
+                self._recent.discard(info.uid)
+                continue
+            kept.append(now)
+            if now.flags != info.flags:
+                result.flags[len(kept)] = self._message(now).getFlags()
+        lastUid = self._infos[-1].uid if self._infos else 0
+        new = sorted((i for i in current.values() if i.uid > lastUid), key=lambda i: i.uid)
+        watermark = self._tracker.watermark(self._key)
+        self._recent.update(i.uid for i in new if i.uid > watermark)
+        self._infos = kept + new
+        if new:
+            # EXPUNGE already told the client the count went down; EXISTS is
+            # only needed when it goes up.
+            result.exists = len(self._infos)
+            result.recent = len(self._recent)
+            self.claimRecent()
+        return result
+
+    def _message(self, info: MessageInfo) -> IMAPMessage:
+        return IMAPMessage(self.folder, info, info.uid in self._recent)
+
+    def _select(self, messages: MessageSet, uid: bool) -> list[tuple[int, MessageInfo]]:
+        if uid:
+            _setLast(messages, self._infos[-1].uid if self._infos else 0)
+            return [(seq, i) for seq, i in enumerate(self._infos, 1) if _inSet(messages, i.uid)]
+        _setLast(messages, len(self._infos))
+        return [(seq, i) for seq, i in enumerate(self._infos, 1) if _inSet(messages, seq)]
+
+    def firstUnseen(self) -> Optional[int]:
+        for seq, info in enumerate(self._infos, 1):
+            if "\\Seen" not in info.flags:
+                return seq
+        return None
+
+    def isSelectedFolder(self, other: "IMAPMailbox") -> bool:
+        return self._key == other._key
+
+    # -------------------------------------------------------- IMailboxIMAPInfo
+
+    def getFlags(self) -> list[str]:
+        keywords = set()
+        for info in self._infos:
+            keywords.update(f for f in info.flags if not f.startswith("\\"))
+        return list(SYSTEM_FLAGS) + sorted(keywords)
+
+    def getHierarchicalDelimiter(self) -> str:
+        return DELIMITER
+
+    # ------------------------------------------------------------ IMailboxIMAP
+
+    def getUIDValidity(self) -> int:
+        return self.folder.uidValidity()
+
+    def getUIDNext(self) -> int:
+        return self.folder.uidNext()
+
+    def getUID(self, message: int) -> int:
+        return self._infos[message - 1].uid
+
+    def getMessageCount(self) -> int:
+        return len(self._infos)
+
+    def getRecentCount(self) -> int:
+        return len(self._recent)
+
+    def getUnseenCount(self) -> int:
+        return sum(1 for i in self._infos if "\\Seen" not in i.flags)
+
+    def isWriteable(self) -> bool:
+        return self._writeable
+
+    def destroy(self) -> None:
+        raise NotImplementedError("folders are deleted through the account")
+
+    def requestStatus(self, names: Iterable[str]) -> dict[str, int]:
+        return statusRequestHelper(self, names)
+
+    def addListener(self, listener: Any) -> None:
+        if not self._listeners:
+            self.folder.addChangeListener(self._folderChanged)
+        self._listeners.append(listener)
+
+    def removeListener(self, listener: Any) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+            if not self._listeners:
+                self.folder.removeChangeListener(self._folderChanged)
+
+    def addMessage(
+        self,
+        message: Union[bytes, BinaryIO],
+        flags: Iterable[Union[str, bytes]] = (),
+        date: Union[bytes, str, None] = None,
+    ) -> "Deferred[int]":
+        """
+        Store a message durably (C{IMailFolder.append}); fires with its UID.
+        The session view learns about it at the next L{sync}.
+        """
+        data = message if isinstance(message, bytes) else message.read()
+        textFlags = [f.decode("ascii") if isinstance(f, bytes) else f for f in flags]
+        return maybeDeferred(
+            self.folder.append, data, sorted(_storableFlags(textFlags)), parseAppendDate(date)
+        )
+
+    def expunge(self) -> "Deferred[list[int]]":
+        """
+        Remove the messages flagged C{\\Deleted}; fires with the sequence
+        numbers to announce, each valid when sent in order.
+        """
+        if not self._writeable:
+            raise ReadOnlyMailbox()
+        doomed = [i.uid for i in self._infos if "\\Deleted" in i.flags]
+
+        def removed(_: object) -> list[int]:
+            gone = set(doomed)
+            announced = []
+            kept = []
+            for seq, info in enumerate(self._infos, 1):
+                if info.uid in gone:
+                    announced.append(seq - len(announced))
+                    self._recent.discard(info.uid)
+                else:
+                    kept.append(info)
+            self._infos = kept
+            return announced
+
+        if not doomed:
+            return succeed([])
+        return maybeDeferred(self.folder.expunge, doomed).addCallback(removed)
+
+    def fetch(self, messages: MessageSet, uid: bool) -> list[tuple[int, IMAPMessage]]:
+        return [(seq, self._message(info)) for seq, info in self._select(messages, uid)]
+
+    def store(
+        self, messages: MessageSet, flags: Iterable[str], mode: int, uid: bool
+    ) -> dict[int, list[str]]:
+        """
+        Set (C{mode} 0), add (1) or remove (-1) flags; returns the new flags
+        of every message touched, by sequence number.
+        """
+        if not self._writeable:
+            raise ReadOnlyMailbox()
+        change = _storableFlags(flags)
+        result = {}
+        for seq, info in self._select(messages, uid):
+            if mode > 0:
+                new = set(info.flags) | change
+            elif mode < 0:
+                new = set(info.flags) - change
+            else:
+                new = set(change)
+            if new != set(info.flags):
+                info = self.folder.setFlags(info.uid, sorted(new))
+                self._infos[seq - 1] = info
+            result[seq] = self._message(info).getFlags()
+        return result
+
+    def copy(self, message: IMAPMessage) -> "Deferred[int]":
+        """
+        Store a copy of a message from another mailbox (COPY), keeping its
+        flags (but not C{\\Recent}) and its internal date.
+        """
+        with message.open() as f:
+            data = f.read()
+        return maybeDeferred(
+            self.folder.append,
+            data,
+            sorted(_storableFlags(message.getFlags())),
+            message.info.internalDate,
+        )
+
+    def setSeen(self, seqs: Iterable[int]) -> None:
+        """
+        Add C{\\Seen} to messages whose body is fetched without PEEK
+        (RFC 3501 section 6.4.5), on a read-write mailbox only.
+        """
+        if not self._writeable:
+            return
+        for seq in seqs:
+            info = self._infos[seq - 1]
+            if "\\Seen" not in info.flags:
+                self._infos[seq - 1] = self.folder.setFlags(info.uid, sorted(info.flags | {"\\Seen"}))
+
+    # --------------------------------------------------- ICloseableMailboxIMAP
+
+    def close(self) -> None:
+        for listener in list(self._listeners):
+            self.removeListener(listener)
