@@ -1,0 +1,153 @@
+# -*- test-case-name: tests.integration.test_service -*-
+"""
+Build the running server from a validated L{Config}.
+
+This is the only place that wires concrete classes together: one TLS
+creator, one directory, one store, one portal and realm, one pipeline, and
+a listener per endpoint address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.cred.portal import Portal
+from twisted.internet.error import CannotListenError
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+from twisted.mail import imap4
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from mailsrv.auth.checkers import AccountChecker
+from mailsrv.auth.directory import FileDirectory
+from mailsrv.auth.realm import MailRealm
+from mailsrv.config.load import parseListen
+from mailsrv.config.schema import Config
+from mailsrv.delivery.local import LocalDelivery
+from mailsrv.pipeline.pipeline import Pipeline
+from mailsrv.pipeline.routing import Router
+from mailsrv.policy.endpoint import EndpointPolicy, Protocol, TLSMode
+from mailsrv.protocols.imap.account import accountFactory
+from mailsrv.protocols.imap.server import IMAPFactory
+from mailsrv.protocols.pop3.server import IPOP3Maildrop, POP3Factory, maildropFactory
+from mailsrv.protocols.smtp.server import SMTPFactory
+from mailsrv.storage.maildir import MaildirStore
+from mailsrv.tls import ServerTLS, serverTLSFromConfig
+
+log = Logger()
+
+
+def listenEndpoint(reactor: Any, spec: str) -> IStreamServerEndpoint:
+    host, port = parseListen(spec)
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return TCP6ServerEndpoint(reactor, port, interface=host)
+    except ValueError:
+        pass  # a host name: resolved by the IPv4 endpoint
+    return TCP4ServerEndpoint(reactor, port, interface=host)
+
+
+def _isLoopback(spec: str) -> bool:
+    host, _ = parseListen(spec)
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class MailService(MultiService):
+    """
+    The whole server: a L{MultiService} with one child per listening
+    address.
+    """
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        server = config.server
+        for path in (server.dataDir, server.mailDir, server.stateDir, server.configDir):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.tls: ServerTLS = serverTLSFromConfig(config.tls, server.hostname, server.dataDir)
+        self.directory = FileDirectory(server.configDir, server.domains)
+        self.store = MaildirStore(server.mailDir)
+        realm = MailRealm()
+        realm.registerAvatarFactory(imap4.IAccount, accountFactory(self.store))
+        realm.registerAvatarFactory(IPOP3Maildrop, maildropFactory(self.store))
+        self.portal = Portal(realm, [AccountChecker(self.directory)])
+        self.pipeline = Pipeline(Router(self.directory), LocalDelivery(self.store), server.hostname)
+        for policy in config.endpoints:
+            self._warnIfInsecure(policy)
+            factory = self._factoryFor(policy)
+            if policy.tls is TLSMode.IMPLICIT:
+                factory = TLSMemoryBIOFactory(self.tls, False, factory)
+            for spec in policy.listen:
+                child = StreamServerEndpointService(listenEndpoint(reactor, spec), factory)
+                # Fail the start (and twistd) when a port cannot be bound,
+                # instead of logging and running without it.
+                child._raiseSynchronously = True
+                child.setName(f"{policy.name} {spec}")
+                child.setServiceParent(self)
+
+    def _factoryFor(self, policy: EndpointPolicy) -> ServerFactory:
+        hostname = self.config.server.hostname
+        tls = None if policy.tls is TLSMode.NONE else self.tls
+        if policy.protocol in (Protocol.SMTP, Protocol.SUBMISSION):
+            return SMTPFactory(
+                policy, self.portal, self.pipeline, tls, hostname, self.config.limits, self.reactor
+            )
+        if policy.protocol is Protocol.POP3:
+            return POP3Factory(policy, self.portal, tls, hostname, clock=self.reactor)
+        return IMAPFactory(
+            policy,
+            self.portal,
+            tls,
+            hostname,
+            clock=self.reactor,
+            maxMessageSize=self.config.limits.messageSize,
+        )
+
+    def _warnIfInsecure(self, policy: EndpointPolicy) -> None:
+        if policy.auth and policy.tls is TLSMode.NONE:
+            exposed = [spec for spec in policy.listen if not _isLoopback(spec)]
+            if exposed:
+                log.warn(
+                    "Endpoint {endpoint} accepts passwords without TLS on {listen}",
+                    endpoint=policy.name,
+                    listen=", ".join(exposed),
+                )
+
+    def privilegedStartService(self) -> None:
+        # Listeners bind here (before twistd drops privileges).  A port that
+        # cannot be bound stops the start with one line, not a traceback.
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            raise SystemExit(
+                f"mailsrv: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}"
+            )
+
+    def startService(self) -> None:
+        removed = self.store.cleanTmp()
+        log.info(
+            "mailsrv starting as {hostname} (config {source}); removed {removed} stale tmp files",
+            hostname=self.config.server.hostname,
+            source=self.config.source,
+            removed=removed,
+        )
+        super().startService()
+        for policy in self.config.endpoints:
+            log.info(
+                "Endpoint {endpoint}: {protocol} on {listen}, TLS {tls}, auth {auth}",
+                endpoint=policy.name,
+                protocol=policy.protocol.value,
+                listen=", ".join(policy.listen),
+                tls=policy.tls.value,
+                auth="offered" if policy.auth else "off",
+            )
