@@ -93,26 +93,24 @@ def loadCertificateOptions(certPath: Path, keyPath: Path) -> ssl.CertificateOpti
         keyPEM = keyPath.read_bytes()
     except OSError as e:
         raise ValueError(f"cannot read {e.filename}: {e.strerror}") from None
-    certs = x509.load_pem_x509_certificates(chainPEM)
-    leaf, extra = certs[0], certs[1:]
     try:
-        private = ssl.PrivateCertificate.loadPEM(
-            leaf.public_bytes(serialization.Encoding.PEM) + keyPEM
-        )
-    except Exception as e:
-        raise ValueError(f"{certPath} and {keyPath} do not form a certificate and key: {e}") from None
+        certs = x509.load_pem_x509_certificates(chainPEM)
+        key = serialization.load_pem_private_key(keyPEM, password=None)
+    except ValueError as e:
+        raise ValueError(f"{certPath} or {keyPath} is not valid PEM: {e}") from None
+    # cryptography objects, not pyOpenSSL's X509/PKey (deprecated there).
     options = ssl.CertificateOptions(
-        privateKey=private.privateKey.original,
-        certificate=private.original,
-        extraCertChain=[
-            ssl.Certificate.loadPEM(c.public_bytes(serialization.Encoding.PEM)).original
-            for c in extra
-        ],
+        privateKey=key,  # type: ignore[arg-type]
+        certificate=certs[0],  # type: ignore[arg-type]
+        extraCertChain=certs[1:],  # type: ignore[arg-type]
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
         acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(CIPHERS),
     )
     # Building the context now checks that the key matches the certificate.
-    options.getContext()
+    try:
+        options.getContext()
+    except SSL.Error as e:
+        raise ValueError(f"{certPath} and {keyPath} do not form a certificate and key: {e}") from None
     return options
 
 
