@@ -154,7 +154,7 @@ class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
             peerHost=getattr(peer, "host", str(peer)),
             peerPort=getattr(peer, "port", 0),
         )
-        self.log.info("IMAP connection from {peer}", **self._logFields())
+        self.log.info("IMAP connection from {peer} on {endpoint}", **self._logFields())
         super().connectionMade()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
@@ -167,7 +167,7 @@ class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
             if close is not None:
                 close()
             self.mbox = None
-        self.log.info("IMAP connection from {peer} closed", **self._logFields())
+        self.log.info("IMAP connection from {peer} on {endpoint} closed", **self._logFields())
         super().connectionLost(reason)
 
     def handshakeCompleted(self) -> None:
@@ -425,7 +425,7 @@ class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
         if self.session is not None:
             self.session.authenticatedAs = account
         self.log.info(
-            "IMAP login {outcome} for {account} ({method})",
+            "IMAP login {outcome} for {account} ({method}) from {peer} on {endpoint}",
             account=account,
             outcome="success",
             method=method,
@@ -445,7 +445,7 @@ class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
             response = b"[UNAVAILABLE] Authentication temporarily unavailable"
             self.log.failure("Login for {account} failed", failure, account=account, **self._logFields())
         self.log.info(
-            "IMAP login {outcome} for {account} ({method})",
+            "IMAP login {outcome} for {account} ({method}) from {peer} on {endpoint}",
             account=account,
             outcome=outcome,
             method=method,
@@ -724,6 +724,10 @@ class IMAPFactory(ServerFactory):
         offers it (implicit-TLS endpoints are wrapped by the service builder
         in a C{TLSMemoryBIOFactory} with the same creator).
     """
+
+    # The service logs each endpoint once at start; Twisted's per-factory
+    # start/stop lines would only repeat it.
+    noisy = False
 
     protocol = IMAPServer  # type: ignore[assignment]
     log = Logger()

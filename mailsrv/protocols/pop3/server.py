@@ -227,7 +227,7 @@ class POP3Server(Protocol):
         if self.state is not State.UPDATE:
             # No QUIT: RFC 1939 section 6 says nothing is deleted.
             self._endTransaction()
-        self._debug("POP3 connection closed")
+        self._info("POP3 connection from {peer} on {endpoint} closed")
 
     def _endTransaction(self) -> None:
         if self._maildrop is not None:
@@ -382,6 +382,7 @@ class POP3Server(Protocol):
 
     def _logFields(self, fields: dict[str, Any]) -> dict[str, Any]:
         fields.setdefault("endpoint", self._policy.name)
+        fields.setdefault("peer", self.session.peerHost if self.session else None)
         fields.setdefault("sessionId", self.session.sessionId if self.session else None)
         return fields
 
@@ -552,7 +553,7 @@ class POP3Server(Protocol):
             return
         except MailError as e:
             self._info(
-                "POP3 login {outcome} for {account}: {problem}",
+                "POP3 login {outcome} for {account} from {peer} on {endpoint}: {problem}",
                 outcome="error",
                 account=login,
                 problem=str(e),
@@ -563,7 +564,7 @@ class POP3Server(Protocol):
             # A broken checker or realm is our bug, not the client's: log it
             # in full, answer with a temporary error and stay usable.
             self.log.failure(
-                "POP3 login {outcome} for {account}",
+                "POP3 login {outcome} for {account} from {peer} on {endpoint}",
                 outcome="error",
                 account=login,
                 endpoint=self._policy.name,
@@ -577,7 +578,7 @@ class POP3Server(Protocol):
         maildrop = cast(IPOP3Maildrop, avatar)
         if not maildrop.lock():
             logout()
-            self._info("POP3 login {outcome} for {account}", outcome="locked", account=maildrop.account)
+            self._info("POP3 login {outcome} for {account} from {peer} on {endpoint}", outcome="locked", account=maildrop.account)
             self._replyAndContinue(ERR_IN_USE)
             return
         try:
@@ -587,7 +588,7 @@ class POP3Server(Protocol):
             maildrop.unlock()
             logout()
             self._info(
-                "POP3 login {outcome} for {account}: {problem}",
+                "POP3 login {outcome} for {account} from {peer} on {endpoint}: {problem}",
                 outcome="error",
                 account=maildrop.account,
                 problem=str(e),
@@ -601,7 +602,7 @@ class POP3Server(Protocol):
         assert self.session is not None
         self.session.authenticatedAs = maildrop.account
         self._info(
-            "POP3 login {outcome} for {account} via {mechanism}, {count} messages",
+            "POP3 login {outcome} for {account} via {mechanism} from {peer} on {endpoint}, {count} messages",
             outcome="success",
             account=maildrop.account,
             mechanism=mechanism,
@@ -617,7 +618,7 @@ class POP3Server(Protocol):
         """
         self._authFailures += 1
         self._info(
-            "POP3 login {outcome} for {account} via {mechanism}",
+            "POP3 login {outcome} for {account} via {mechanism} from {peer} on {endpoint}",
             outcome="failure",
             account=login,
             mechanism=mechanism,
@@ -857,6 +858,10 @@ class POP3Factory(ServerFactory):
     @param clock: timers (idle timeouts, failure delay); the global reactor
         when not given.
     """
+
+    # The service logs each endpoint once at start; Twisted's per-factory
+    # start/stop lines would only repeat it.
+    noisy = False
 
     protocol = POP3Server  # type: ignore[assignment]
 

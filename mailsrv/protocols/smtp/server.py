@@ -141,7 +141,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._mode = CLOSED
         self._abortTransaction()
         self.log.info(
-            "SMTP disconnect from {peer}",
+            "SMTP connection from {peer} on {endpoint} closed",
             peer=self.session.peerHost,
             sessionId=self.session.sessionId,
             endpoint=self.policy.name,
@@ -378,7 +378,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         _, avatar, _ = loginResult
         self.session.authenticatedAs = avatar.account
         self.log.info(
-            "AUTH success for {account} from {peer}",
+            "AUTH success for {account} from {peer} on {endpoint}",
             account=avatar.account,
             peer=self.session.peerHost,
             outcome="success",
@@ -391,7 +391,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         temporary = not failure.check(UnauthorizedLogin)
         self._authFailures += 1
         self.log.info(
-            "AUTH failure for {account} from {peer}",
+            "AUTH {outcome} for {account} from {peer} on {endpoint}",
             account=username[:100],
             peer=self.session.peerHost,
             outcome="tempfail" if temporary else "failure",
@@ -646,6 +646,10 @@ class SMTPFactory(protocol.ServerFactory):
     """
     Builds L{SMTPServer}s for one endpoint.
     """
+
+    # The service logs each endpoint once at start; Twisted's per-factory
+    # start/stop lines would only repeat it.
+    noisy = False
 
     def __init__(
         self,
