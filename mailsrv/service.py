@@ -75,7 +75,9 @@ class MailService(MultiService):
         for path in (server.dataDir, server.mailDir, server.stateDir, server.configDir):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.tls: ServerTLS = serverTLSFromConfig(config.tls, server.hostname, server.dataDir)
-        self.directory = FileDirectory(server.configDir, server.domains)
+        # Checking the files on every lookup costs two stat() calls and makes
+        # an account added with the `mailsrv` command usable at once.
+        self.directory = FileDirectory(server.configDir, server.domains, reloadInterval=0.0)
         self.store = MaildirStore(server.mailDir)
         realm = MailRealm()
         realm.registerAvatarFactory(imap4.IAccount, accountFactory(self.store))
