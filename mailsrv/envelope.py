@@ -104,6 +104,8 @@ class Envelope:
     @ivar mailParams: ESMTP parameters of MAIL FROM (upper-case keys).
     @ivar rcptParams: ESMTP parameters per accepted recipient.
     @ivar messageId: a queue id, unique on this host, safe in file names.
+    @ivar quarantined: a filter asked for the message to go to the Junk
+        folder instead of the INBOX.
     """
 
     mailFrom: Optional[Address] = None
@@ -112,3 +114,4 @@ class Envelope:
     rcptParams: list[dict[str, Optional[str]]] = dataclasses.field(default_factory=list)
     messageId: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
     receivedAt: float = dataclasses.field(default_factory=time.time)
+    quarantined: bool = False

@@ -19,11 +19,14 @@ Conventions shared by all interfaces here:
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Optional, Sequence
 
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
+    import email.message
+
     from twisted.internet.defer import Deferred
 
     from mailsrv.envelope import Address, Envelope, Session
@@ -240,9 +243,17 @@ class IMailStore(Interface):
 class IDelivery(Interface):
     """
     One message on its way to a target.  Calls come in this order:
-    L{addRecipient} (one or more times, each awaited), L{write} (any number
-    of times), then exactly one of L{commit} or L{abort}.
+    L{checkSender} (once, awaited), L{addRecipient} (one or more times, each
+    awaited), L{write} (any number of times), then exactly one of
+    L{commit} or L{abort}.  L{abort} may come at any point.
     """
+
+    def checkSender() -> "Deferred[None]":
+        """
+        Decide on the reverse path of the envelope given to
+        L{IDeliveryTarget.startDelivery}, or fail with a
+        L{mailsrv.errors.MailError} saying why it is refused.
+        """
 
     def addRecipient(recipient: "Address") -> "Deferred[None]":
         """
@@ -282,6 +293,20 @@ class IDeliveryTarget(Interface):
         """
 
 
+class IConnectionPolicy(Interface):
+    """
+    Decides, when a client connects, whether it may talk to us at all
+    (DNSBL, connection limits, bans).
+    """
+
+    def checkConnection(session: "Session") -> "Deferred[None]":
+        """
+        Fires when the client may proceed; fails with a
+        L{mailsrv.errors.MailError} (whose message is shown in a 554 or 421
+        greeting) when it may not.
+        """
+
+
 class ISenderPolicy(Interface):
     """
     Decides whether a session may use a reverse path (MAIL FROM).
@@ -303,3 +328,120 @@ class IAuthenticatedUser(Interface):
     """
 
     account = Attribute("The canonical account id (C{local@domain}).")
+
+
+# ----------------------------------------------------------------- filters
+
+
+class FilterAction(enum.Enum):
+    ACCEPT = "accept"
+    REJECT = "reject"  # permanent refusal (5xx)
+    TEMPFAIL = "tempfail"  # try again later (4xx)
+    QUARANTINE = "quarantine"  # accept, but deliver into the Junk folder
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterResult:
+    """
+    What a filter found.  Filters report; the pipeline decides (the first
+    REJECT or TEMPFAIL wins, QUARANTINE is remembered, headers of every
+    filter are added).
+
+    @ivar reply: client-visible text for REJECT/TEMPFAIL (generic; details
+        go to the log).
+    @ivar addHeaders: complete header fields (C{Name: value}, no CRLF) to
+        prepend to the message.
+    """
+
+    action: FilterAction = FilterAction.ACCEPT
+    reply: Optional[str] = None
+    addHeaders: tuple[str, ...] = ()
+
+
+ACCEPT = FilterResult()
+
+
+class IMessageContent(Interface):
+    """
+    A received message, spooled, as the filters and modifiers see it.
+    """
+
+    size = Attribute("Size in octets of the whole message (header block and body).")
+    headerBlock = Attribute(
+        "The raw header section (C{bytes}), CRLF lines, without the empty line "
+        "that separates it from the body."
+    )
+
+    def headers() -> "email.message.Message":
+        """
+        The header section parsed by the standard library (compat32 policy).
+        """
+
+    def open() -> BinaryIO:
+        """
+        The whole message (header block, empty line, body) as a binary file
+        positioned at 0.  The caller closes it.
+        """
+
+
+class IFilter(Interface):
+    """
+    A check on incoming mail.  Every stage returns a L{FilterResult}
+    (or a Deferred of one); a stage a filter does not care about returns
+    L{ACCEPT}.  Filters must not modify anything.
+    """
+
+    name = Attribute("Short name for logs and config (C{spf}, C{clamav}...).")
+
+    def checkConnection(session: "Session") -> "Deferred[FilterResult]":
+        """
+        At connect, before the greeting.
+        """
+
+    def checkSender(session: "Session", envelope: "Envelope") -> "Deferred[FilterResult]":
+        """
+        After MAIL FROM.
+        """
+
+    def checkRecipient(session: "Session", envelope: "Envelope", recipient: "Address") -> "Deferred[FilterResult]":
+        """
+        After each RCPT TO that routing accepted.
+        """
+
+    def checkMessage(
+        session: "Session", envelope: "Envelope", message: IMessageContent
+    ) -> "Deferred[FilterResult]":
+        """
+        After the end of data, before the message is stored.
+        """
+
+
+@dataclasses.dataclass(frozen=True)
+class HeaderEdit:
+    """
+    How a modifier changes the header section.
+
+    @ivar prepend: fields (C{Name: value}, folded with CRLF+WSP if long, no
+        final CRLF) put on top of the header section, in order.
+    @ivar append: fields added at the end of the header section.
+    @ivar remove: predicate on (lower-case field name, raw field bytes
+        including continuation lines) telling which existing fields to drop.
+    """
+
+    prepend: tuple[str, ...] = ()
+    append: tuple[str, ...] = ()
+    remove: Optional[Callable[[str, bytes], bool]] = None
+
+
+class IModifier(Interface):
+    """
+    Changes the header section of a message after the filters accepted it
+    (adding Message-ID/Date, DKIM signing, removing forged headers).
+    Modifiers run in order; each sees the result of the previous ones.
+    """
+
+    def modify(session: "Session", envelope: "Envelope", message: IMessageContent) -> "Deferred[HeaderEdit]":
+        """
+        Return the edit to apply, or fail with a L{mailsrv.errors.MailError}
+        to refuse the message.
+        """

@@ -4,14 +4,24 @@ The one message pipeline.
 
 Every message (from the MX port, from submission, and later from local
 injection and bounces) enters through L{Pipeline}, which provides
-L{IDeliveryTarget} itself: it routes each recipient (L{Router}), adds the
-trace header, and hands the message to the local target and, for
-authenticated senders, to the remote target.
+L{IDeliveryTarget} itself.  For each message it:
+
+ 1. asks the sender policy and the filters about the connection, the
+    sender and each recipient (filters report, the pipeline decides: the
+    first REJECT or TEMPFAIL wins);
+ 2. routes each recipient (L{Router}) to the local target or, for
+    authenticated senders, the remote target;
+ 3. adds the C{Received:} trace header;
+ 4. when filters or modifiers are configured, spools the message, runs the
+    end-of-data checks and the header modifiers, and only then writes it
+    to the targets; otherwise it streams the data straight through;
+ 5. commits every target, and acknowledges only when all are durable.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -19,19 +29,68 @@ from zope.interface import implementer
 
 from mailsrv.envelope import Address, Envelope, Session
 from mailsrv.errors import ErrorKind, MailError
-from mailsrv.interfaces import IDelivery, IDeliveryTarget
+from mailsrv.interfaces import (
+    FilterAction,
+    FilterResult,
+    IConnectionPolicy,
+    IDelivery,
+    IDeliveryTarget,
+    IFilter,
+    IModifier,
+    ISenderPolicy,
+)
+from mailsrv.pipeline.content import SpooledMessage, encodeField
 from mailsrv.pipeline.received import receivedHeader
 from mailsrv.pipeline.routing import Router, RouteKind
 
+log = Logger()
 
-@implementer(IDeliveryTarget)
+
+async def runStage(
+    filters: Sequence[IFilter], stage: Callable[[IFilter], Any], context: dict[str, Any]
+) -> FilterResult:
+    """
+    Run one stage over every filter and combine the results.
+
+    @return: an ACCEPT or QUARANTINE result carrying every filter's headers.
+    @raise MailError: for the first REJECT or TEMPFAIL, or a filter that
+        fails (fail mode: temporary failure, so no mail is lost).
+    """
+    headers: list[str] = []
+    quarantine = False
+    for f in filters:
+        try:
+            result = await defer.maybeDeferred(stage, f)
+        except MailError:
+            raise
+        except Exception:
+            log.failure("Filter {filter} failed", filter=f.name, **context)
+            raise MailError(ErrorKind.TEMP, "Temporary local problem, try again later", temporary=True)
+        headers.extend(result.addHeaders)
+        if result.action is FilterAction.REJECT:
+            log.info("Filter {filter} rejected: {reply}", filter=f.name, reply=result.reply, **context)
+            raise MailError(ErrorKind.POLICY, result.reply or "Message rejected")
+        if result.action is FilterAction.TEMPFAIL:
+            log.info("Filter {filter} deferred: {reply}", filter=f.name, reply=result.reply, **context)
+            raise MailError(ErrorKind.POLICY, result.reply or "Try again later", temporary=True)
+        if result.action is FilterAction.QUARANTINE:
+            log.info("Filter {filter} quarantined the message", filter=f.name, **context)
+            quarantine = True
+    return FilterResult(
+        FilterAction.QUARANTINE if quarantine else FilterAction.ACCEPT, addHeaders=tuple(headers)
+    )
+
+
+@implementer(IDeliveryTarget, IConnectionPolicy)
 class Pipeline:
     """
     @ivar remote: where mail for other domains goes, or L{None} while no
         outbound delivery is configured (then it is refused).
+    @ivar filters: checks run at each stage, in order.
+    @ivar modifiers: header modifiers run after the end-of-data checks.
+    @ivar senderPolicy: decides which reverse paths a session may use.
+    @ivar spoolDir: where messages are spooled while filters look at them.
     """
-
-    log = Logger()
 
     def __init__(
         self,
@@ -39,14 +98,35 @@ class Pipeline:
         local: IDeliveryTarget,
         hostname: str,
         remote: Optional[IDeliveryTarget] = None,
+        filters: Sequence[IFilter] = (),
+        modifiers: Sequence[IModifier] = (),
+        senderPolicy: Optional[ISenderPolicy] = None,
+        spoolDir: Optional[Path] = None,
     ) -> None:
         self.router = router
         self.local = local
         self.remote = remote
         self.hostname = hostname
+        self.filters = list(filters)
+        self.modifiers = list(modifiers)
+        self.senderPolicy = senderPolicy
+        self.spoolDir = spoolDir
+
+    def checkConnection(self, session: Session) -> "defer.Deferred[None]":
+        async def check() -> None:
+            await runStage(self.filters, lambda f: f.checkConnection(session), _context(session))
+
+        return defer.Deferred.fromCoroutine(check())
 
     def startDelivery(self, session: Session, envelope: Envelope) -> IDelivery:
         return _PipelineDelivery(self, session, envelope)
+
+
+def _context(session: Session, envelope: Optional[Envelope] = None) -> dict[str, Any]:
+    context: dict[str, Any] = {"sessionId": session.sessionId, "endpoint": session.endpoint.name}
+    if envelope is not None:
+        context["msgId"] = envelope.messageId
+    return context
 
 
 @implementer(IDelivery)
@@ -60,6 +140,31 @@ class _PipelineDelivery:
         self._accounts: set[str] = set()
         self._started = False
         self._finished = False
+        self._quarantine = False
+        self._headers: list[str] = []
+        self._spool: Optional[SpooledMessage] = None
+        if pipeline.filters or pipeline.modifiers:
+            self._spool = SpooledMessage(pipeline.spoolDir)
+
+    # -- envelope -------------------------------------------------------
+
+    def _absorb(self, result: FilterResult) -> None:
+        self._headers.extend(result.addHeaders)
+        self._quarantine = self._quarantine or result.action is FilterAction.QUARANTINE
+
+    def checkSender(self) -> "defer.Deferred[None]":
+        async def check() -> None:
+            if self._pipeline.senderPolicy is not None:
+                self._pipeline.senderPolicy.checkSender(self._session, self._envelope.mailFrom)
+            self._absorb(
+                await runStage(
+                    self._pipeline.filters,
+                    lambda f: f.checkSender(self._session, self._envelope),
+                    _context(self._session, self._envelope),
+                )
+            )
+
+        return defer.Deferred.fromCoroutine(check())
 
     def _localDelivery(self) -> IDelivery:
         if self._local is None:
@@ -74,8 +179,15 @@ class _PipelineDelivery:
         return self._remote
 
     def addRecipient(self, recipient: Address) -> "defer.Deferred[None]":
-        try:
+        async def add() -> None:
             route = self._pipeline.router.route(self._session, recipient)
+            self._absorb(
+                await runStage(
+                    self._pipeline.filters,
+                    lambda f: f.checkRecipient(self._session, self._envelope, recipient),
+                    _context(self._session, self._envelope),
+                )
+            )
             waits = []
             if route.kind is RouteKind.REMOTE or route.remote:
                 remote = self._remoteDelivery()
@@ -84,38 +196,77 @@ class _PipelineDelivery:
                 if account not in self._accounts:
                     self._accounts.add(account)
                     waits.append(self._localDelivery().addRecipient(Address.fromString(account)))
-        except MailError as e:
-            return defer.fail(e)
-        return defer.gatherResults(waits, consumeErrors=True).addCallbacks(
-            lambda _: None, lambda f: f.value.subFailure
-        )
+            for wait in waits:
+                await wait
+
+        return defer.Deferred.fromCoroutine(add())
+
+    # -- data -----------------------------------------------------------
 
     def _targets(self) -> list[IDelivery]:
         return [d for d in (self._local, self._remote) if d is not None]
 
-    def write(self, data: bytes) -> None:
-        if not self._started:
-            self._started = True
-            trace = receivedHeader(self._session, self._envelope, self._pipeline.hostname)
-            for target in self._targets():
-                target.write(trace)
+    def _writeTargets(self, data: bytes) -> None:
         for target in self._targets():
             target.write(data)
 
+    def write(self, data: bytes) -> None:
+        if self._spool is not None:
+            self._spool.write(data)
+            return
+        if not self._started:
+            self._started = True
+            self._writeTargets(receivedHeader(self._session, self._envelope, self._pipeline.hostname))
+        self._writeTargets(data)
+
     def commit(self) -> "defer.Deferred[None]":
         self._finished = True
-        if not self._started:
-            self.write(b"")
+        return defer.Deferred.fromCoroutine(self._commit())
+
+    async def _commit(self) -> None:
         targets = self._targets()
         if not targets:
-            return defer.fail(MailError(ErrorKind.PERM, "No recipients"))
-        return defer.gatherResults([t.commit() for t in targets], consumeErrors=True).addCallbacks(
-            lambda _: None, lambda f: f.value.subFailure
+            raise MailError(ErrorKind.PERM, "No valid recipients")
+        try:
+            if self._spool is not None:
+                await self._filterAndWrite(self._spool)
+            elif not self._started:
+                self.write(b"")
+        except BaseException:
+            for target in targets:
+                target.abort()
+            raise
+        finally:
+            if self._spool is not None:
+                self._spool.close()
+        results = await defer.DeferredList([t.commit() for t in targets], consumeErrors=True)
+        for ok, value in results:
+            if not ok:
+                value.raiseException()
+
+    async def _filterAndWrite(self, message: SpooledMessage) -> None:
+        message.finish()
+        context = _context(self._session, self._envelope)
+        self._absorb(
+            await runStage(
+                self._pipeline.filters,
+                lambda f: f.checkMessage(self._session, self._envelope, message),
+                context,
+            )
         )
+        for modifier in self._pipeline.modifiers:
+            message.apply(await defer.maybeDeferred(modifier.modify, self._session, self._envelope, message))
+        self._envelope.quarantined = self._quarantine
+        self._writeTargets(receivedHeader(self._session, self._envelope, self._pipeline.hostname))
+        self._writeTargets(b"".join(encodeField(h) for h in self._headers))
+        for chunk in message.chunks():
+            self._writeTargets(chunk)
 
     def abort(self) -> None:
         if self._finished:
             return
         self._finished = True
+        if self._spool is not None:
+            self._spool.close()
         for target in self._targets():
             target.abort()

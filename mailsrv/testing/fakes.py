@@ -39,6 +39,7 @@ class RecordingTarget:
 
     def __init__(self, acceptRecipient: Optional[Callable[[Address], Optional[MailError]]] = None) -> None:
         self.acceptRecipient = acceptRecipient or (lambda address: None)
+        self.acceptSender: Callable[[Optional[Address]], Optional[MailError]] = lambda address: None
         self.messages: list[RecordedMessage] = []
         self.aborted = 0
         self.pendingCommits: list[defer.Deferred[None]] = []
@@ -58,6 +59,12 @@ class _RecordingDelivery:
         self.recipients: list[Address] = []
         self.chunks: list[bytes] = []
         self.done = False
+
+    def checkSender(self) -> defer.Deferred[None]:
+        error = self.target.acceptSender(self.envelope.mailFrom)
+        if error is not None:
+            return defer.fail(error)
+        return defer.succeed(None)
 
     def addRecipient(self, recipient: Address) -> defer.Deferred[None]:
         error = self.target.acceptRecipient(recipient)

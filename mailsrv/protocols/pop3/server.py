@@ -547,7 +547,7 @@ class POP3Server(Protocol):
     async def _authenticate(self, credentials: IUsernamePassword, mechanism: str) -> None:
         login = credentials.username.decode("utf-8", "replace")
         try:
-            _, avatar, logout = await self._portal.login(credentials, None, IPOP3Maildrop)
+            _, avatar, logout = await self._portal.login(credentials, self.session, IPOP3Maildrop)
         except (UnauthorizedLogin, UnhandledCredentials):
             await self._failLogin(login, mechanism)
             return

@@ -64,6 +64,7 @@ AUTH_DECODE = Reply(501, "5.5.2", "Cannot decode response")
 AUTH_TEMP = Reply(454, "4.7.0", "Temporary authentication failure")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "{} Error: too many errors")
 TIMEOUT = Reply(421, "4.4.2", "{} Error: timeout exceeded")
+REFUSED = Reply(503, "5.7.0", "Error: access denied")
 LOCAL_ERROR = Reply(451, "4.3.0", "Error: queue file write error")
 
 _KIND_REPLIES: dict[tuple[ErrorKind, bool], tuple[int, str]] = {

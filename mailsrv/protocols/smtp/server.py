@@ -40,7 +40,7 @@ from mailsrv.auth import sasl
 from mailsrv.config.schema import LimitsConfig
 from mailsrv.envelope import Address, Envelope, Session
 from mailsrv.errors import ErrorKind, MailError
-from mailsrv.interfaces import IAuthenticatedUser, IDelivery, IDeliveryTarget
+from mailsrv.interfaces import IAuthenticatedUser, IConnectionPolicy, IDelivery, IDeliveryTarget
 from mailsrv.policy.endpoint import EndpointPolicy
 from mailsrv.protocols.smtp import replies as R
 from mailsrv.protocols.smtp.address import (
@@ -100,6 +100,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._dataFailure: Optional[MailError] = None
         self._sasl: Optional[sasl.SASLExchange] = None
         self._skipLine = False
+        self._refused = False
         self.session: Session
 
     # -- connection ---------------------------------------------------------
@@ -118,7 +119,29 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             endpoint=self.policy.name,
             sessionId=self.session.sessionId,
         )
+        if IConnectionPolicy.providedBy(self.target):
+            d = self.target.checkConnection(self.session)
+            d.addCallbacks(self._greet, self._refuseConnection)
+            self._wait(d)
+        else:
+            self._greet(None)
+
+    def _greet(self, _: object) -> None:
         self._reply(220, "", f"{self.hostname} ESMTP mailsrv")
+
+    def _refuseConnection(self, failure: Failure) -> None:
+        """
+        RFC 5321 section 3.1: a server that will not serve a client answers
+        554 instead of 220 and then refuses every command but QUIT.
+        """
+        reply = self._replyForFailure(failure)
+        if reply.code < 500:
+            self._reply(421, "4.7.0", f"{self.hostname} {reply.text}")
+            self.transport.loseConnection()
+            self._mode = CLOSED
+            return
+        self._refused = True
+        self._reply(554, "5.7.1", reply.text)
 
     @property
     def tlsActive(self) -> bool:
@@ -233,6 +256,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
     def _command(self, line: bytes) -> None:
         verb, _, arg = line.partition(b" ")
         name = verb.upper().decode("ascii", "replace")
+        if self._refused and name != "QUIT":
+            self._error(R.REFUSED)
+            return
         handler = getattr(self, "do_" + name, None) if name.isalpha() else None
         if handler is None:
             self.log.debug("Unknown command {verb!r}", verb=name[:20], sessionId=self.session.sessionId)
@@ -242,7 +268,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
     # -- session commands ---------------------------------------------------
 
-    def _greet(self, arg: bytes, esmtp: bool) -> None:
+    def _hello(self, arg: bytes, esmtp: bool) -> None:
         verb = "EHLO" if esmtp else "HELO"
         if not arg:
             self._error(R.SYNTAX_HELO.format(verb))
@@ -263,10 +289,10 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._reply(250, "", "\n".join(lines))
 
     def do_EHLO(self, arg: bytes) -> None:
-        self._greet(arg, esmtp=True)
+        self._hello(arg, esmtp=True)
 
     def do_HELO(self, arg: bytes) -> None:
-        self._greet(arg, esmtp=False)
+        self._hello(arg, esmtp=False)
 
     def do_NOOP(self, arg: bytes) -> None:
         self._send(R.OK)
@@ -370,7 +396,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._mode = COMMAND
         self._sasl = None
         username = result.username.decode("utf-8", "replace")
-        d = self.portal.login(result, None, IAuthenticatedUser)
+        d = self.portal.login(result, self.session, IAuthenticatedUser)
         d.addCallbacks(self._authSucceeded, self._authFailed, errbackArgs=(username,))
         self._wait(d)
 
@@ -453,18 +479,54 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         if problem is not None:
             self._error(problem)
             return
-        self._envelope = Envelope(mailFrom=sender, mailParams=params)
-        self._delivery = self.target.startDelivery(self.session, self._envelope)
-        self.log.info(
-            "MAIL FROM {mailFrom} from {peer} ({account})",
-            mailFrom=str(sender) if sender else "<>",
-            peer=self.session.peerHost,
-            account=self.session.authenticatedAs or "-",
-            msgId=self._envelope.messageId,
+        envelope = Envelope(mailFrom=sender, mailParams=params)
+        delivery = self.target.startDelivery(self.session, envelope)
+        self._envelope, self._delivery = envelope, delivery
+
+        def accepted(_: object) -> None:
+            self.log.info(
+                "MAIL FROM {mailFrom} from {peer} ({account})",
+                mailFrom=str(sender) if sender else "<>",
+                peer=self.session.peerHost,
+                account=self.session.authenticatedAs or "-",
+                msgId=envelope.messageId,
+                sessionId=self.session.sessionId,
+                endpoint=self.policy.name,
+            )
+            self._send(R.SENDER_OK)
+
+        def refused(failure: Failure) -> None:
+            if self._delivery is delivery:
+                self._abortTransaction()
+            reply = self._replyForFailure(failure, f"<{sender or ''}>")
+            self.log.info(
+                "MAIL FROM {mailFrom} refused: {code} {text}",
+                mailFrom=str(sender) if sender else "<>",
+                code=reply.code,
+                text=reply.text,
+                sessionId=self.session.sessionId,
+                endpoint=self.policy.name,
+            )
+            self._error(reply)
+
+        d = delivery.checkSender()
+        d.addCallbacks(accepted, refused)
+        self._wait(d)
+
+    def _replyForFailure(self, failure: Failure, subject: str = "") -> R.Reply:
+        """
+        The reply for a failed check: the mapped L{MailError}, or a
+        temporary local error (logged) for anything unexpected.
+        """
+        if failure.check(MailError):
+            return R.replyForError(failure.value, subject)
+        self.log.failure(
+            "Unexpected error in a mail transaction",
+            failure,
             sessionId=self.session.sessionId,
             endpoint=self.policy.name,
         )
-        self._send(R.SENDER_OK)
+        return R.LOCAL_ERROR
 
     def _checkMailParameters(self, params: dict[str, Optional[str]]) -> Optional[R.Reply]:
         for key, value in params.items():
@@ -518,11 +580,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             self._send(R.RECIPIENT_OK)
 
         def refused(failure: Failure) -> None:
-            if failure.check(MailError):
-                reply = R.replyForError(failure.value, f"<{recipient}>")
-            else:
-                self.log.failure("Recipient check failed", failure, sessionId=self.session.sessionId)
-                reply = R.LOCAL_ERROR
+            reply = self._replyForFailure(failure, f"<{recipient}>")
             self.log.info(
                 "RCPT {rcpt} refused: {code} {text}",
                 rcpt=str(recipient),
@@ -608,13 +666,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             self._send(R.QUEUED.format(envelope.messageId))
 
         def failed(failure: Failure) -> None:
-            if failure.check(MailError):
-                reply = R.replyForError(failure.value)
-            else:
-                self.log.failure(
-                    "Delivery of {msgId} failed", failure, msgId=envelope.messageId, sessionId=self.session.sessionId
-                )
-                reply = R.LOCAL_ERROR
+            reply = self._replyForFailure(failure)
             self._logRefused(envelope, reply)
             self._error(reply)
 

@@ -1,0 +1,1 @@
+"""Checks on incoming mail: each filter reports, the pipeline decides."""
