@@ -33,7 +33,8 @@ class GreetingAndEHLOTests(SynchronousTestCase):
         keywords = [line[4:].split(b" ")[0] for line in lines[1:]]
         self.assertEqual(
             keywords,
-            [b"PIPELINING", b"SIZE", b"STARTTLS", b"ENHANCEDSTATUSCODES", b"8BITMIME", b"SMTPUTF8"],
+            [b"PIPELINING", b"SIZE", b"STARTTLS", b"ENHANCEDSTATUSCODES", b"8BITMIME", b"SMTPUTF8",
+             b"CHUNKING", b"DSN"],
         )
         self.assertTrue(lines[-1].startswith(b"250 "))
 
@@ -328,3 +329,109 @@ class SubmissionPolicyTests(SynchronousTestCase):
         h.startTLS()
         self.assertNotIn(b"AUTH", h.send(b"EHLO c\r\n"))
         self.assertEqual(h.codes(b"AUTH PLAIN " + plain("alice@example.test", "secret") + b"\r\n"), [503])
+
+
+class ChunkingTests(SynchronousTestCase):
+    def start(self, h: SMTPHarness) -> None:
+        h.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.test>\r\n")
+
+    def test_chunks(self) -> None:
+        """
+        BDAT chunks are stored verbatim (no dot handling); each chunk is
+        acknowledged, LAST commits.
+        """
+        h = SMTPHarness()
+        self.start(h)
+        self.assertEqual(h.send(b"BDAT 7\r\n.a\r\n.\r"), b"")
+        self.assertEqual(h.send(b"\n"), b"250 2.0.0 Ok: 7 octets\r\n")
+        out = h.send(b"BDAT 5 LAST\r\nb\r\n\r\n")
+        self.assertTrue(out.startswith(b"250 2.0.0 Ok: queued as "))
+        self.assertEqual(h.target.messages[0].data, b".a\r\n.\r\nb\r\n\r\n")
+
+    def test_bdat_zero_last(self) -> None:
+        """
+        BDAT 0 LAST ends a message sent in earlier chunks; pipelined
+        commands after a chunk are commands again.
+        """
+        h = SMTPHarness()
+        self.start(h)
+        codes = h.codes(b"BDAT 3\r\nx\r\nBDAT 0 LAST\r\nNOOP\r\n")
+        self.assertEqual(codes, [250, 250, 250])
+        self.assertEqual(h.target.messages[0].data, b"x\r\n")
+
+    def test_refused_chunk_is_consumed(self) -> None:
+        """
+        A BDAT without a transaction is refused after its octets are read:
+        they are never executed as commands.
+        """
+        h = SMTPHarness()
+        h.send(b"EHLO c\r\n")
+        codes = h.codes(b"BDAT 31 LAST\r\nMAIL FROM:<evil@x.test>\r\nDATA\r\nNOOP\r\n")
+        self.assertEqual(codes, [503, 250])
+        self.assertEqual(h.target.messages, [])
+
+    def test_bare_newline_across_chunks(self) -> None:
+        """
+        A CR at the end of one chunk and a non-LF at the start of the next is
+        a bare CR: the message is refused.
+        """
+        h = SMTPHarness()
+        self.start(h)
+        self.assertEqual(h.codes(b"BDAT 2\r\na\r"), [250])
+        self.assertEqual(h.codes(b"BDAT 3 LAST\r\nb\r\n"), [550])
+        self.assertEqual(h.target.messages, [])
+
+    def test_size_limit(self) -> None:
+        """
+        Chunks beyond the size limit are refused (552) and nothing stored.
+        """
+        h = SMTPHarness(limits=LimitsConfig(messageSize=10))
+        self.start(h)
+        self.assertEqual(h.codes(b"BDAT 20 LAST\r\n" + b"y" * 20), [552])
+        self.assertEqual(h.target.messages, [])
+
+    def test_bad_syntax_closes(self) -> None:
+        """
+        BDAT without a usable size cannot be resynchronised: 501 and close.
+        """
+        h = SMTPHarness()
+        self.start(h)
+        self.assertEqual(h.codes(b"BDAT lots\r\n"), [501])
+        self.assertTrue(h.transport.disconnecting)
+
+    def test_data_after_bdat(self) -> None:
+        """
+        DATA cannot follow BDAT in one transaction.
+        """
+        h = SMTPHarness()
+        self.start(h)
+        self.assertEqual(h.codes(b"BDAT 1\r\nxDATA\r\n"), [250, 503])
+
+
+class DSNParameterTests(SynchronousTestCase):
+    def test_valid_parameters_stored(self) -> None:
+        """
+        RET/ENVID and NOTIFY/ORCPT are accepted and kept in the envelope.
+        """
+        h = SMTPHarness()
+        codes = h.codes(
+            b"EHLO c\r\nMAIL FROM:<a@b.test> RET=HDRS ENVID=QQ+2B1\r\n"
+            b"RCPT TO:<alice@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice@example.test\r\n"
+            b"DATA\r\nx\r\n.\r\n"
+        )
+        self.assertEqual(codes, [250, 250, 250, 354, 250])
+        envelope = h.target.messages[0].envelope
+        self.assertEqual(envelope.mailParams, {"RET": "HDRS", "ENVID": "QQ+2B1"})
+        self.assertEqual(envelope.rcptParams, [{"NOTIFY": "SUCCESS,FAILURE", "ORCPT": "rfc822;alice@example.test"}])
+
+    def test_invalid_parameters(self) -> None:
+        """
+        Malformed DSN parameters get 555.
+        """
+        h = SMTPHarness()
+        h.send(b"EHLO c\r\n")
+        self.assertEqual(h.codes(b"MAIL FROM:<a@b.test> RET=ALL\r\n"), [555])
+        self.assertEqual(h.codes(b"MAIL FROM:<a@b.test> ENVID=a=b\r\n"), [555])
+        h.send(b"MAIL FROM:<a@b.test>\r\n")
+        for bad in (b"NOTIFY=NEVER,SUCCESS", b"NOTIFY=SOMETIMES", b"ORCPT=x400;a", b"ORCPT=rfc822", b"FOO=1"):
+            self.assertEqual(h.codes(b"RCPT TO:<alice@example.test> " + bad + b"\r\n"), [555], bad)

@@ -97,3 +97,43 @@ class DataReceiver:
             self.bareNewline = True
         self.size += len(chunk)
         self._write(chunk)
+
+
+class ChunkReceiver:
+    """
+    Consumes BDAT chunks (RFC 3030): raw octets, no dot-stuffing, the end
+    given by the client's LAST.  Bare CR and LF are tracked across chunk
+    boundaries with the same policy as DATA, so CHUNKING is no way around
+    it.
+
+    Same attributes as L{DataReceiver}: C{done}, C{bareNewline}, C{size}.
+    """
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self._write = write
+        self._pendingCR = False
+        self.done = False
+        self.bareNewline = False
+        self.size = 0
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        joinedLF = 0
+        if self._pendingCR:
+            if data.startswith(b"\n"):
+                joinedLF = 1
+            else:
+                self.bareNewline = True
+        crlf = data.count(b"\r\n")
+        trailingCR = 1 if data.endswith(b"\r") else 0
+        if data.count(b"\n") - crlf - joinedLF or data.count(b"\r") - crlf - trailingCR:
+            self.bareNewline = True
+        self._pendingCR = bool(trailingCR)
+        self.size += len(data)
+        self._write(data)
+
+    def finish(self) -> None:
+        if self._pendingCR:
+            self.bareNewline = True
+        self.done = True

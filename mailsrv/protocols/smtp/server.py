@@ -49,7 +49,8 @@ from mailsrv.protocols.smtp.address import (
     parseParameters,
     parsePath,
 )
-from mailsrv.protocols.smtp.data import DataReceiver
+from mailsrv.protocols.smtp.data import ChunkReceiver, DataReceiver
+from mailsrv.protocols.smtp.params import checkMailParameters, checkRcptParameters
 from mailsrv.tls import negotiatedTLS
 
 # RFC 5321 section 4.5.3.1.4 says 512 octets; Postfix accepts 2048 and so do
@@ -59,7 +60,7 @@ MAX_COMMAND_LINE = 2048
 # While a command is pending, stop reading once this much is buffered.
 MAX_BUFFERED = 256 * 1024
 
-COMMAND, DATA, AUTH, CLOSED = "COMMAND", "DATA", "AUTH", "CLOSED"
+COMMAND, DATA, BDAT, AUTH, CLOSED = "COMMAND", "DATA", "BDAT", "AUTH", "CLOSED"
 
 
 @implementer(IHandshakeListener)
@@ -96,7 +97,10 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._authFailures = 0
         self._envelope: Optional[Envelope] = None
         self._delivery: Optional[IDelivery] = None
-        self._data: Optional[DataReceiver] = None
+        self._data: Optional[DataReceiver | ChunkReceiver] = None
+        self._chunkRemaining = 0
+        self._chunkLast = False
+        self._chunkRefusal: Optional[R.Reply] = None
         self._dataFailure: Optional[MailError] = None
         self._sasl: Optional[sasl.SASLExchange] = None
         self._skipLine = False
@@ -214,6 +218,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             if self._mode == DATA:
                 self._processData()
                 continue
+            if self._mode == BDAT:
+                self._processChunk()
+                continue
             end = self._buffer.find(b"\n")
             if end < 0:
                 if len(self._buffer) > MAX_COMMAND_LINE:
@@ -285,7 +292,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             lines.append("STARTTLS")
         if self.policy.mayAuthenticate(self.tlsActive) and self.session.authenticatedAs is None:
             lines.append("AUTH " + " ".join(sasl.MECHANISMS))
-        lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8"]
+        lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8", "CHUNKING", "DSN"]
         self._reply(250, "", "\n".join(lines))
 
     def do_EHLO(self, arg: bytes) -> None:
@@ -475,7 +482,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         except AddressSyntaxError:
             self._error(R.BAD_ADDRESS)
             return
-        problem = self._checkMailParameters(params)
+        problem = checkMailParameters(params, self.limits.messageSize)
         if problem is not None:
             self._error(problem)
             return
@@ -528,25 +535,6 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         )
         return R.LOCAL_ERROR
 
-    def _checkMailParameters(self, params: dict[str, Optional[str]]) -> Optional[R.Reply]:
-        for key, value in params.items():
-            if key == "SIZE":
-                if value is None or not value.isdigit():
-                    return R.BAD_PARAM.format("SIZE")
-                if int(value) > self.limits.messageSize:
-                    return R.TOO_BIG
-            elif key == "BODY":
-                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
-                    return R.BAD_PARAM.format("BODY")
-            elif key == "SMTPUTF8":
-                if value is not None:
-                    return R.BAD_PARAM.format("SMTPUTF8")
-            elif key == "AUTH":
-                pass  # RFC 4954 section 5: accepted, and ignored unless trusted
-            else:
-                return R.BAD_PARAM.format(key)
-        return None
-
     def do_RCPT(self, arg: bytes) -> None:
         if self._envelope is None or self._delivery is None:
             self._error(R.NEED_MAIL)
@@ -565,8 +553,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             self._error(R.BAD_RECIPIENT_ADDRESS)
             return
         assert recipient is not None
-        if params:
-            self._error(R.BAD_PARAM.format(next(iter(params))))
+        problem = checkRcptParameters(params)
+        if problem is not None:
+            self._error(problem)
             return
         if len(self._envelope.recipients) >= self.limits.recipients:
             self._send(R.TOO_MANY_RECIPIENTS)
@@ -604,6 +593,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         if arg:
             self._error(R.NO_PARAMS)
             return
+        if self._data is not None:
+            self._error(R.DATA_AFTER_BDAT)
+            return
         self._data = DataReceiver(self._writeData)
         self._dataFailure = None
         self._mode = DATA
@@ -624,8 +616,68 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             self._dataFailure = e
             self._delivery.abort()
 
+    def do_BDAT(self, arg: bytes) -> None:
+        """
+        RFC 3030 CHUNKING.  The chunk's octets follow the command at once,
+        so they are always consumed, also when the command is refused:
+        otherwise message text would be read as commands.
+        """
+        parts = arg.split()
+        if not parts or len(parts) > 2 or not parts[0].isdigit() or len(parts[0]) > 12 or (
+            len(parts) == 2 and parts[1].upper() != b"LAST"
+        ):
+            # Without a size the stream cannot be resynchronised.
+            self._send(R.SYNTAX_BDAT)
+            self.transport.loseConnection()
+            self._mode = CLOSED
+            return
+        self._chunkRemaining = int(parts[0])
+        self._chunkLast = len(parts) == 2
+        self._chunkRefusal = None
+        if self._envelope is None:
+            self._chunkRefusal = R.NEED_MAIL
+        elif not self._envelope.recipients:
+            self._chunkRefusal = R.NEED_RCPT
+        elif isinstance(self._data, DataReceiver):
+            self._chunkRefusal = R.NEED_MAIL
+        elif self._data is None:
+            self._data = ChunkReceiver(self._writeData)
+            self._dataFailure = None
+        self._mode = BDAT
+        self.setTimeout(self.limits.dataTimeout)
+        if self._chunkRemaining == 0:
+            self._chunkDone()
+
+    def _processChunk(self) -> None:
+        take = min(self._chunkRemaining, len(self._buffer))
+        chunk, self._buffer = self._buffer[:take], self._buffer[take:]
+        self._chunkRemaining -= take
+        if self._chunkRefusal is None:
+            assert isinstance(self._data, ChunkReceiver)
+            self._data.feed(chunk)
+        if self._chunkRemaining == 0:
+            self._chunkDone()
+
+    def _chunkDone(self) -> None:
+        self._mode = COMMAND
+        self.setTimeout(self.limits.commandTimeout)
+        if self._chunkRefusal is not None:
+            self._error(self._chunkRefusal)
+            return
+        assert isinstance(self._data, ChunkReceiver)
+        if self._chunkLast:
+            self._data.finish()
+            self._finishData()
+        elif self._dataFailure is not None:
+            # Keep consuming chunks, but say at once that it will fail.
+            reply = R.replyForError(self._dataFailure)
+            self._abortTransaction()
+            self._error(reply)
+        else:
+            self._send(R.CHUNK_OK.format(self._data.size))
+
     def _processData(self) -> None:
-        assert self._data is not None
+        assert isinstance(self._data, DataReceiver)
         data, self._buffer = self._buffer, b""
         rest = self._data.feed(data)
         if not self._data.done:
