@@ -33,6 +33,7 @@ from mailsrv.delivery.local import LocalDelivery
 from mailsrv.pipeline.pipeline import Pipeline
 from mailsrv.pipeline.routing import Router
 from mailsrv.policy.endpoint import EndpointPolicy, Protocol, TLSMode
+from mailsrv.policy.limits import ConnectionLimiter
 from mailsrv.protocols.imap.account import accountFactory
 from mailsrv.protocols.imap.server import IMAPFactory
 from mailsrv.protocols.pop3.server import IPOP3Maildrop, POP3Factory, maildropFactory
@@ -83,6 +84,11 @@ class MailService(MultiService):
         realm.registerAvatarFactory(imap4.IAccount, accountFactory(self.store))
         realm.registerAvatarFactory(IPOP3Maildrop, maildropFactory(self.store))
         self.portal = Portal(realm, [AccountChecker(self.directory)])
+        limits = config.limits
+        # One count for every SMTP endpoint, as Postfix counts per smtpd.
+        self.smtpConnections = ConnectionLimiter(
+            limits.maxConnections, limits.maxConnectionsPerIP, limits.connectionLimitExceptions
+        )
         self.pipeline = Pipeline(Router(self.directory), LocalDelivery(self.store), server.hostname)
         for policy in config.endpoints:
             self._warnIfInsecure(policy)
@@ -102,7 +108,14 @@ class MailService(MultiService):
         tls = None if policy.tls is TLSMode.NONE else self.tls
         if policy.protocol in (Protocol.SMTP, Protocol.SUBMISSION):
             return SMTPFactory(
-                policy, self.portal, self.pipeline, tls, hostname, self.config.limits, self.reactor
+                policy,
+                self.portal,
+                self.pipeline,
+                tls,
+                hostname,
+                self.config.limits,
+                self.reactor,
+                limiter=self.smtpConnections,
             )
         if policy.protocol is Protocol.POP3:
             return POP3Factory(policy, self.portal, tls, hostname, clock=self.reactor)

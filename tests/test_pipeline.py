@@ -135,6 +135,24 @@ class PipelineDeliveryTests(SynchronousTestCase):
             self.assertTrue(data.startswith(b"Return-Path: <s@remote.test>\r\nReceived: from client.test"))
             self.assertTrue(data.endswith(b"Subject: x\r\n\r\nbody\r\n"))
 
+    def test_delivered_to_keeps_tag(self) -> None:
+        """
+        A message for user+tag@domain lands in user's INBOX with
+        Delivered-To naming the tagged address.
+        """
+        session = Session(MX, "192.0.2.1", heloName="client.test", esmtp=True)
+        envelope = Envelope(mailFrom=None, recipients=[Address("Alice+News", "example.test")])
+        delivery = self.pipeline.startDelivery(session, envelope)
+        self.successResultOf(delivery.checkSender())
+        self.successResultOf(delivery.addRecipient(Address("Alice+News", "example.test")))
+        delivery.write(b"x\r\n")
+        self.successResultOf(delivery.commit())
+        folder = self.store.openFolder("alice@example.test")
+        folder.refresh()
+        [info] = folder.messages()
+        data = folder.openMessage(info.uid).read()
+        self.assertTrue(data.startswith(b"Return-Path: <>\r\nDelivered-To: Alice+News@example.test\r\nReceived: "), data)
+
     def test_relay_refused_and_remote_unavailable(self) -> None:
         """
         Relaying is refused without AUTH; with AUTH but no outbound target

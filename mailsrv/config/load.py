@@ -151,6 +151,14 @@ def _enum(enumType: Any) -> Callable[[str], Any]:
     return validate
 
 
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address or network") from None
+    return value
+
+
 def _path(value: str) -> Path:
     if not value:
         raise ValueError("must not be empty")
@@ -185,6 +193,11 @@ def _limits(t: _Table) -> LimitsConfig:
         commandTimeout=float(t.take("command_timeout", (int, float), d.commandTimeout, _positive)),
         dataTimeout=float(t.take("data_timeout", (int, float), d.dataTimeout, _positive)),
         maxErrors=t.take("max_errors", int, d.maxErrors, _positive),
+        maxConnections=t.take("max_connections", int, d.maxConnections, _positive),
+        maxConnectionsPerIP=t.take("max_connections_per_ip", int, d.maxConnectionsPerIP, _positive),
+        connectionLimitExceptions=t.take(
+            "connection_limit_exceptions", list, d.connectionLimitExceptions, _stringList(_network)
+        ),
     )
     t.finish()
     return limits

@@ -60,6 +60,10 @@ class LimitsConfig:
     commandTimeout: float = 300.0
     dataTimeout: float = 600.0
     maxErrors: int = 20
+    maxConnections: int = 1000
+    maxConnectionsPerIP: int = 20
+    # Clients exempt from the per-IP limit (Postfix exempts $mynetworks).
+    connectionLimitExceptions: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -138,6 +138,7 @@ class _PipelineDelivery:
         self._local: Optional[IDelivery] = None
         self._remote: Optional[IDelivery] = None
         self._accounts: set[str] = set()
+        self._localRecipients: list[Address] = []
         self._started = False
         self._finished = False
         self._quarantine = False
@@ -192,6 +193,8 @@ class _PipelineDelivery:
             if route.kind is RouteKind.REMOTE or route.remote:
                 remote = self._remoteDelivery()
                 waits += [remote.addRecipient(r) for r in route.remote]
+            if route.accounts:
+                self._localRecipients.append(recipient)
             for account in route.accounts:
                 if account not in self._accounts:
                     self._accounts.add(account)
@@ -210,13 +213,24 @@ class _PipelineDelivery:
         for target in self._targets():
             target.write(data)
 
+    def _writeTrace(self) -> None:
+        """
+        The headers that go on top: C{Delivered-To} for the local copy, when
+        there is one local mailbox reached through one address (it names the
+        address as given, C{+tag} included; with several, one shared file
+        cannot carry a different one for each), then C{Received}.
+        """
+        if self._local is not None and len(self._accounts) == 1 and len(self._localRecipients) == 1:
+            self._local.write(encodeField(f"Delivered-To: {self._localRecipients[0]}"))
+        self._writeTargets(receivedHeader(self._session, self._envelope, self._pipeline.hostname))
+
     def write(self, data: bytes) -> None:
         if self._spool is not None:
             self._spool.write(data)
             return
         if not self._started:
             self._started = True
-            self._writeTargets(receivedHeader(self._session, self._envelope, self._pipeline.hostname))
+            self._writeTrace()
         self._writeTargets(data)
 
     def commit(self) -> "defer.Deferred[None]":
@@ -257,7 +271,7 @@ class _PipelineDelivery:
         for modifier in self._pipeline.modifiers:
             message.apply(await defer.maybeDeferred(modifier.modify, self._session, self._envelope, message))
         self._envelope.quarantined = self._quarantine
-        self._writeTargets(receivedHeader(self._session, self._envelope, self._pipeline.hostname))
+        self._writeTrace()
         self._writeTargets(b"".join(encodeField(h) for h in self._headers))
         for chunk in message.chunks():
             self._writeTargets(chunk)

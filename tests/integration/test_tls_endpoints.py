@@ -156,7 +156,9 @@ def test_mx_plaintext_delivery_reaches_maildir_and_imap(server: RunningServer) -
         assert refused == {}
     [path] = maildirFiles(server, ALICE, tok)
     stored = path.read_bytes()
-    assert stored.startswith(b"Return-Path: <sender@remote.test>\r\nReceived: from client.test")
+    assert stored.startswith(
+        b"Return-Path: <sender@remote.test>\r\nDelivered-To: alice@example.test\r\nReceived: from client.test"
+    )
     assert b"by mail.example.test (mailsrv) with ESMTP id " in stored
 
     imap = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=clientContext())

@@ -14,6 +14,7 @@ from zope.interface import directlyProvides
 
 from mailsrv.config.schema import DEFAULT_ENDPOINTS, LimitsConfig
 from mailsrv.policy.endpoint import EndpointPolicy
+from mailsrv.policy.limits import ConnectionLimiter
 from mailsrv.protocols.smtp.server import SMTPServer
 from mailsrv.testing.fakes import RecordingTarget, staticPortal
 
@@ -47,6 +48,7 @@ class SMTPHarness:
         limits: Optional[LimitsConfig] = None,
         target: Optional[RecordingTarget] = None,
         implicitTLS: bool = False,
+        limiter: Optional[ConnectionLimiter] = None,
     ) -> None:
         self.clock = task.Clock()
         self.target = target or RecordingTarget()
@@ -60,6 +62,7 @@ class SMTPHarness:
             "mx.example.test",
             limits or LimitsConfig(),
             self.clock,
+            limiter=limiter,
         )
         self.transport = TLSStringTransport()
         if implicitTLS:

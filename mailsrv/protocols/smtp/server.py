@@ -42,6 +42,7 @@ from mailsrv.envelope import Address, Envelope, Session
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IAuthenticatedUser, IConnectionPolicy, IDelivery, IDeliveryTarget
 from mailsrv.policy.endpoint import EndpointPolicy
+from mailsrv.policy.limits import ConnectionLimiter
 from mailsrv.protocols.smtp import replies as R
 from mailsrv.protocols.smtp.address import (
     AddressSyntaxError,
@@ -78,6 +79,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         clock: IReactorTime,
         authFailureDelay: float = 1.0,
         maxAuthFailures: int = 3,
+        limiter: Optional[ConnectionLimiter] = None,
     ) -> None:
         self.policy = policy
         self.portal = portal
@@ -105,6 +107,8 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._sasl: Optional[sasl.SASLExchange] = None
         self._skipLine = False
         self._refused = False
+        self._counted = False
+        self.limiter = limiter
         self.session: Session
 
     # -- connection ---------------------------------------------------------
@@ -117,6 +121,19 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             peerPort=getattr(peer, "port", 0),
         )
         self.setTimeout(self.limits.commandTimeout)
+        if self.limiter is not None:
+            if not self.limiter.acquire(self.session.peerHost):
+                self.log.warn(
+                    "SMTP connection from {peer} on {endpoint} refused: connection limit",
+                    peer=self.session.peerHost,
+                    endpoint=self.policy.name,
+                    sessionId=self.session.sessionId,
+                )
+                self._reply(*R.TOO_MANY_CONNECTIONS.format(self.hostname, self.session.peerHost))
+                self.transport.loseConnection()
+                self._mode = CLOSED
+                return
+            self._counted = True
         self.log.info(
             "SMTP connection from {peer} on {endpoint}",
             peer=self.session.peerHost,
@@ -165,6 +182,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.setTimeout(None)
+        if self._counted and self.limiter is not None:
+            self._counted = False
+            self.limiter.release(self.session.peerHost)
         self._mode = CLOSED
         self._abortTransaction()
         self.log.info(
@@ -764,6 +784,7 @@ class SMTPFactory(protocol.ServerFactory):
         hostname: str,
         limits: LimitsConfig,
         clock: IReactorTime,
+        limiter: Optional[ConnectionLimiter] = None,
     ) -> None:
         self.policy = policy
         self.portal = portal
@@ -772,8 +793,18 @@ class SMTPFactory(protocol.ServerFactory):
         self.hostname = hostname
         self.limits = limits
         self.clock = clock
+        self.limiter = limiter
 
     def buildProtocol(self, addr: Any) -> SMTPServer:
-        p = SMTPServer(self.policy, self.portal, self.target, self.tls, self.hostname, self.limits, self.clock)
+        p = SMTPServer(
+            self.policy,
+            self.portal,
+            self.target,
+            self.tls,
+            self.hostname,
+            self.limits,
+            self.clock,
+            limiter=self.limiter,
+        )
         p.factory = self
         return p

@@ -1,0 +1,45 @@
+"""
+Connection limits overall and per client address.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from mailsrv.policy.limits import ConnectionLimiter
+from tests.protocols.smtphelpers import SMTPHarness
+
+
+def test_limits_and_exceptions() -> None:
+    """
+    The per-address cap applies except to exempt networks; the total cap
+    always applies; releasing frees the slot.
+    """
+    limiter = ConnectionLimiter(4, 2, ["10.0.0.0/8"])
+    assert limiter.acquire("192.0.2.1") and limiter.acquire("192.0.2.1")
+    assert not limiter.acquire("192.0.2.1")
+    assert limiter.acquire("10.1.1.1") and limiter.acquire("10.1.1.1")
+    assert not limiter.acquire("198.51.100.1")  # total reached
+    limiter.release("192.0.2.1")
+    assert limiter.acquire("192.0.2.1")
+    assert limiter.active == 4
+
+
+class SMTPConnectionLimitTests(SynchronousTestCase):
+    def test_421_when_over_limit(self) -> None:
+        """
+        A connection over the per-address limit gets 421 4.7.0 and is
+        closed; when one closes, a new one is served.
+        """
+        limiter = ConnectionLimiter(100, 1, [])
+        first = SMTPHarness(limiter=limiter)
+        second = SMTPHarness(limiter=limiter)
+        self.assertTrue(first.transport.value().startswith(b"220 "))
+        self.assertEqual(
+            second.transport.value(), b"421 4.7.0 mx.example.test Error: too many connections from 192.168.1.1\r\n"
+        )
+        self.assertTrue(second.transport.disconnecting)
+        second.server.connectionLost(None)
+        self.assertEqual(limiter.active, 1)
+        first.server.connectionLost(None)
+        self.assertTrue(SMTPHarness(limiter=limiter).transport.value().startswith(b"220 "))
