@@ -34,6 +34,7 @@ from mailsrv.pipeline.pipeline import Pipeline
 from mailsrv.pipeline.routing import Router
 from mailsrv.policy.endpoint import EndpointPolicy, Protocol, TLSMode
 from mailsrv.policy.limits import ConnectionLimiter
+from mailsrv.policy.proxy import ProxyProtocolFactory, parseNetworks
 from mailsrv.protocols.imap.account import accountFactory
 from mailsrv.protocols.imap.server import IMAPFactory
 from mailsrv.protocols.pop3.server import IPOP3Maildrop, POP3Factory, maildropFactory
@@ -95,6 +96,11 @@ class MailService(MultiService):
             factory = self._factoryFor(policy)
             if policy.tls is TLSMode.IMPLICIT:
                 factory = TLSMemoryBIOFactory(self.tls, False, factory)
+            if policy.proxyProtocol:
+                # Outermost: the PROXY header precedes any TLS handshake.
+                factory = ProxyProtocolFactory(
+                    factory, parseNetworks(policy.trustedProxies), policy.name, reactor
+                )
             for spec in policy.listen:
                 child = StreamServerEndpointService(listenEndpoint(reactor, spec), factory)
                 # Fail the start (and twistd) when a port cannot be bound,

@@ -224,10 +224,31 @@ def _endpoint(name: str, t: _Table) -> EndpointPolicy:
     )
     tls = t.take("tls", str, defaultTLS, _enum(TLSMode))
     auth = t.take("auth", bool, base.auth if base else protocol is not Protocol.SMTP)
+    proxyProtocol = t.take("proxy_protocol", bool, False)
+    trustedProxies = t.take("trusted_proxies", list, (), _networks)
     t.finish()
     if protocol is Protocol.SUBMISSION and not auth:
         raise t.error("auth", "a submission endpoint must offer authentication")
-    return EndpointPolicy(name=name, protocol=protocol, listen=listen, tls=tls, auth=auth)
+    if proxyProtocol and not trustedProxies:
+        raise t.error("trusted_proxies", "required when proxy_protocol = true")
+    if trustedProxies and not proxyProtocol:
+        raise t.error("trusted_proxies", "only used with proxy_protocol = true")
+    return EndpointPolicy(
+        name=name,
+        protocol=protocol,
+        listen=listen,
+        tls=tls,
+        auth=auth,
+        proxyProtocol=proxyProtocol,
+        trustedProxies=trustedProxies,
+    )
+
+
+def _networks(values: list[Any]) -> tuple[str, ...]:
+    from mailsrv.policy.proxy import parseNetworks
+
+    specs = _stringList()(values)
+    return tuple(str(n) for n in parseNetworks(specs))
 
 
 def _endpoints(t: _Table) -> tuple[EndpointPolicy, ...]:

@@ -46,6 +46,10 @@ class EndpointPolicy:
     @ivar listen: C{host:port} strings (C{[::1]:port} for IPv6).
     @ivar tls: the TLS mode.
     @ivar auth: whether authentication is offered at all on this endpoint.
+    @ivar proxyProtocol: whether every connection starts with a PROXY v1/v2
+        header from a load balancer (see L{mailsrv.policy.proxy}).
+    @ivar trustedProxies: networks (C{"192.0.2.0/24"}) PROXY connections
+        are accepted from; required when C{proxyProtocol} is set.
     """
 
     name: str
@@ -53,6 +57,8 @@ class EndpointPolicy:
     listen: tuple[str, ...]
     tls: TLSMode
     auth: bool
+    proxyProtocol: bool = False
+    trustedProxies: tuple[str, ...] = ()
 
     @property
     def implicitTLS(self) -> bool:

@@ -1,0 +1,3 @@
+"""
+Tests for operator tooling: PROXY protocol, reload, doctor, DNS records, import.
+"""
