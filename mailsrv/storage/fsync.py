@@ -17,7 +17,7 @@ import itertools
 import os
 import threading
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 StrPath = Union[str, "os.PathLike[str]"]
 
@@ -34,6 +34,67 @@ def fsyncDirectory(path: StrPath) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class _DirectoryState:
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.requested = 0
+        self.completed = 0
+        self.running = False
+
+
+class GroupDirectorySync:
+    """
+    Group commit for directory fsyncs: concurrent deliveries into the same
+    directory share one fsync instead of queueing one each.
+
+    A caller is covered by any fsync that I{started} after its call (its
+    link or rename happened before, so that fsync makes it durable).  While
+    one fsync runs, callers arriving meanwhile wait, and the next fsync
+    covers all of them at once.  Call from threads only.
+    """
+
+    def __init__(self, fsync: Callable[[StrPath], None] = fsyncDirectory) -> None:
+        self._fsync = fsync
+        self._lock = threading.Lock()
+        self._states: dict[str, _DirectoryState] = {}
+
+    def _state(self, path: StrPath) -> _DirectoryState:
+        key = os.fspath(path)
+        with self._lock:
+            state = self._states.get(key)
+            if state is None:
+                state = self._states[key] = _DirectoryState()
+            return state
+
+    def sync(self, path: StrPath) -> None:
+        """
+        Return once an fsync of C{path} that started after this call has
+        completed.
+        """
+        state = self._state(path)
+        with state.condition:
+            state.requested += 1
+            ticket = state.requested
+            while True:
+                if state.completed >= ticket:
+                    return
+                if not state.running:
+                    break
+                state.condition.wait()
+            state.running = True
+            covers = state.requested
+        succeeded = False
+        try:
+            self._fsync(path)
+            succeeded = True
+        finally:
+            with state.condition:
+                state.running = False
+                if succeeded:
+                    state.completed = max(state.completed, covers)
+                state.condition.notify_all()
 
 
 def writeFileAtomically(

@@ -54,7 +54,7 @@ from zope.interface import implementer
 
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IMailFolder, IMailStore, MessageInfo
-from mailsrv.storage.fsync import fsyncDirectory
+from mailsrv.storage.fsync import GroupDirectorySync, fsyncDirectory
 from mailsrv.storage.maildir_files import (
     CRLFCounter,
     CRLFReader,
@@ -409,6 +409,8 @@ class MaildirStore:
         self._runInThread = runInThread or _defaultRunner(reactor)
         self._clock = clock
         self._names = NameGenerator(hostname, clock)
+        # Deliveries into one INBOX share directory fsyncs (group commit).
+        self._directorySync = GroupDirectorySync()
         self._meta = FolderMetadata(clock)
         # Directories whose entry in their parent is known durable (fsync'd
         # by this process); checked from threads, set.add is atomic.

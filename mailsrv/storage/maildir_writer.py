@@ -20,7 +20,6 @@ from zope.interface import implementer
 
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IMessageWriter
-from mailsrv.storage.fsync import fsyncDirectory
 from mailsrv.storage.maildir_files import CRLFCounter
 
 if TYPE_CHECKING:
@@ -135,17 +134,18 @@ class MaildirMessageWriter:
                 linked.append(target)
             for accountDir in self._accountDirs:
                 self._store._makeDurable(accountDir, "new")
-                fsyncDirectory(accountDir / "new")
+                self._store._directorySync.sync(accountDir / "new")
         except BaseException:
             for path in linked:
                 unlinkQuietly(path)
             unlinkQuietly(tmpPath)
             raise
         # Delivered: failing to tidy tmp/ must not fail the delivery
-        # (cleanTmp() removes leftovers).
+        # (cleanTmp() removes leftovers).  The unlink needs no fsync: if a
+        # crash undoes it, the name left in tmp/ is a second link to a
+        # delivered message, and cleanTmp() removes it.
         try:
             os.unlink(tmpPath)
-            fsyncDirectory(tmpPath.parent)
         except OSError:
             self.log.failure("Cannot remove {path} after delivery", path=str(tmpPath))
 
