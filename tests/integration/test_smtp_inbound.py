@@ -1,0 +1,194 @@
+"""
+The MX endpoint over real sockets: relay tricks, smuggling variants,
+CHUNKING, sub-addressing, and memory use with a large message.  Outcomes
+are checked by counting files in the Maildir, not by trusting replies.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from pathlib import Path
+
+import pytest
+
+from mailsrv.testing.server import RunningServer
+from tests.integration.clients import Line, maildirFiles, token
+
+ALICE = "alice@example.test"
+
+
+def session(server: RunningServer) -> Line:
+    c = Line(server.ports["smtp"])
+    assert c.smtpReply().startswith(b"220 ")
+    c.send(b"EHLO client.test\r\n")
+    assert c.smtpReply().startswith(b"250")
+    return c
+
+
+def command(c: Line, line: bytes) -> int:
+    c.send(line + b"\r\n")
+    return int(c.smtpReply()[:3])
+
+
+# Addresses that must never be relayed by an unauthenticated client: each is
+# refused at RCPT or treated as a local address (and unknown here).
+RELAY_TRICKS = [
+    b"<victim@elsewhere.example>",
+    b"<victim%elsewhere.example@example.test>",
+    b"<elsewhere.example!victim@example.test>",
+    b"<@example.test:victim@elsewhere.example>",
+    b"<@example.test,@example.test:victim@elsewhere.example>",
+    b'<"victim@elsewhere.example"@example.test>',
+    b"<victim@elsewhere.example@example.test>",
+    b"<victim@[127.0.0.1]>",
+    b"<victim@[192.0.2.1]>",
+    b"<victim@elsewhere.example.>",
+    b"<VICTIM@ELSEWHERE.EXAMPLE>",
+    b"<victim@elsewhere.example >",
+    b"victim@elsewhere.example",
+    b"<victim@localhost>",
+    b"<victim@example.test.elsewhere.example>",
+]
+
+
+@pytest.mark.parametrize("address", RELAY_TRICKS, ids=[a.decode() for a in RELAY_TRICKS])
+def test_relay_tricks_refused(server: RunningServer, address: bytes) -> None:
+    """
+    Every address trick is refused with a 5xx at RCPT (relay denied,
+    unknown local user or bad syntax): nothing leaves, nothing is queued.
+    """
+    c = session(server)
+    try:
+        assert command(c, b"MAIL FROM:<probe@remote.test>") == 250
+        code = command(c, b"RCPT TO:" + address)
+        assert 500 <= code < 600, (address, code)
+        assert command(c, b"DATA") == 503
+    finally:
+        c.close()
+
+
+SMUGGLE_VARIANTS = {
+    "LF.LF": b"\n.\n",
+    "CRLF.LF": b"\r\n.\n",
+    "LF.CRLF": b"\n.\r\n",
+    "CR.CRLF": b"\r.\r\n",
+    "CRLF.CR": b"\r\n.\r",
+    "CR.CR": b"\r.\r",
+    "CRLF.NUL": b"\r\n.\x00\r\n",
+}
+
+
+@pytest.mark.parametrize("name", list(SMUGGLE_VARIANTS))
+def test_smuggling_variants(server: RunningServer, name: str) -> None:
+    """
+    A message whose body carries a fake end of data followed by a second
+    transaction: at most one message arrives, and never the smuggled one.
+    """
+    tok = token("smuggle")
+    eod = SMUGGLE_VARIANTS[name]
+    c = session(server)
+    try:
+        command(c, b"MAIL FROM:<sender@remote.test>")
+        command(c, b"RCPT TO:<alice@example.test>")
+        assert command(c, b"DATA") == 354
+        c.send(
+            f"Subject: {tok} first\r\n\r\nbody".encode() + eod
+            + f"MAIL FROM:<spoof@bank.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: {tok} smuggled\r\n\r\nevil\r\n".encode()
+            + b".\r\n"
+        )
+        reply = c.smtpReply()
+        assert reply[:3] in (b"250", b"550"), reply
+        assert command(c, b"NOOP") == 250
+    finally:
+        c.close()
+    delivered = maildirFiles(server, ALICE, tok)
+    assert len(delivered) <= 1
+    for path in delivered:
+        data = path.read_bytes()
+        assert b"Return-Path: <sender@remote.test>" in data
+        assert data.count(b"\n") == data.count(b"\r\n")
+
+
+def test_chunking_delivery(server: RunningServer) -> None:
+    """
+    BDAT chunks (pipelined) deliver one message byte for byte.
+    """
+    tok = token("bdat")
+    body = f"Subject: {tok}\r\n\r\n.leading dot\r\nend\r\n".encode()
+    c = session(server)
+    try:
+        c.send(b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\n")
+        assert c.smtpReply().startswith(b"250") and c.smtpReply().startswith(b"250")
+        c.send(b"BDAT %d\r\n" % 10 + body[:10] + b"BDAT %d LAST\r\n" % (len(body) - 10) + body[10:])
+        assert c.smtpReply().startswith(b"250 2.0.0 Ok: 10 octets")
+        assert c.smtpReply().startswith(b"250 2.0.0 Ok: queued as")
+    finally:
+        c.close()
+    [path] = maildirFiles(server, ALICE, tok)
+    assert path.read_bytes().endswith(body)
+
+
+def test_subaddress_and_unknown_user(server: RunningServer) -> None:
+    """
+    user+tag@domain reaches user with the tag in Delivered-To; an unknown
+    user is 550 5.1.1.
+    """
+    tok = token("tag")
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
+        s.ehlo("client.test")
+        s.mail("s@remote.test")
+        assert s.rcpt("nobody@example.test") == (
+            550, b"5.1.1 <nobody@example.test>: Recipient address rejected: User unknown in virtual mailbox table"
+        )
+        assert s.rcpt("alice+lists@example.test")[0] == 250
+        s.data(f"Subject: {tok}\r\n\r\nx\r\n".encode())
+    [path] = maildirFiles(server, ALICE, tok)
+    assert b"\r\nDelivered-To: alice+lists@example.test\r\n" in path.read_bytes()
+
+
+def _vmHWM(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_large_message_bounded_memory(fresh_server: RunningServer) -> None:
+    """
+    A 50 MB message is accepted and stored intact while the server's peak
+    RSS grows by less than 10 MB.
+    """
+    config = fresh_server.configFile.read_text()
+    fresh_server.configFile.write_text(
+        config.replace("[endpoints.", "[limits]\nmessage_size = 62914560\n\n[endpoints.", 1)
+    )
+    fresh_server.start()
+    assert fresh_server.process is not None
+    pid = fresh_server.process.pid
+    # Warm up: one small delivery, so lazy imports are not counted.
+    with smtplib.SMTP("127.0.0.1", fresh_server.ports["smtp"], timeout=30) as s:
+        s.sendmail("s@remote.test", [ALICE], b"Subject: warm\r\n\r\nx\r\n")
+    before = _vmHWM(pid)
+    tok = token("big")
+    line = b"x" * 998 + b"\r\n"
+    c = session(fresh_server)
+    try:
+        command(c, b"MAIL FROM:<s@remote.test> SIZE=52430000")
+        command(c, b"RCPT TO:<alice@example.test>")
+        assert command(c, b"DATA") == 354
+        c.send(f"Subject: {tok}\r\n\r\n".encode())
+        chunk = line * 1024  # 1 MiB
+        for _ in range(50):
+            c.sock.sendall(chunk)
+        c.send(b".\r\n")
+        c.sock.settimeout(60)
+        assert c.smtpReply().startswith(b"250 ")
+    finally:
+        c.close()
+    time.sleep(0.2)
+    growth = _vmHWM(pid) - before
+    [path] = maildirFiles(fresh_server, ALICE, tok)
+    assert path.stat().st_size > 50_000_000
+    print(f"peak RSS growth for a 51 MB message: {growth / 1e6:.2f} MB")
+    assert growth < 10 * 1024 * 1024, f"peak RSS grew by {growth / 1e6:.1f} MB"
