@@ -32,6 +32,7 @@ from mailsrv.auth.files import (
 )
 from mailsrv.auth.passwords import hashPassword
 from mailsrv.errors import ConfigError
+from mailsrv.ops.commands import OPS_GROUPS, addOpsCommands, runOpsCommand
 
 if TYPE_CHECKING:
     from mailsrv.config.schema import Config
@@ -255,6 +256,7 @@ def _buildParser() -> argparse.ArgumentParser:
     sub.add_argument("alias")
     sub.add_argument("target", nargs="?")
     aliasCommands.add_parser("list", help="list aliases")
+    addOpsCommands(groups)
     return parser
 
 
@@ -306,6 +308,9 @@ def main(
         return EXIT_USER
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else EXIT_OK
+
+    if args.group in OPS_GROUPS:
+        return runOpsCommand(args, out, err)
 
     try:
         config = _loadConfig(args.config)

@@ -35,6 +35,7 @@ from mailsrv.pipeline.routing import Router
 from mailsrv.policy.endpoint import EndpointPolicy, Protocol, TLSMode
 from mailsrv.policy.limits import ConnectionLimiter
 from mailsrv.policy.proxy import ProxyProtocolFactory, parseNetworks
+from mailsrv.ops.reload import ReloadService, Reloader, pidfilePath
 from mailsrv.protocols.imap.account import accountFactory
 from mailsrv.protocols.imap.server import IMAPFactory
 from mailsrv.protocols.pop3.server import IPOP3Maildrop, POP3Factory, maildropFactory
@@ -108,6 +109,8 @@ class MailService(MultiService):
                 child._raiseSynchronously = True
                 child.setName(f"{policy.name} {spec}")
                 child.setServiceParent(self)
+        # SIGHUP, `systemctl reload` and `mailsrv reload` (mailsrv.ops.reload).
+        ReloadService(Reloader(self), pidfilePath(config), reactor).setServiceParent(self)
 
     def _factoryFor(self, policy: EndpointPolicy) -> ServerFactory:
         hostname = self.config.server.hostname

@@ -1,0 +1,3 @@
+"""
+Operator tooling: live reload, diagnosis, DNS records, migration.
+"""
