@@ -22,6 +22,7 @@ class ErrorKind(enum.Enum):
     SYNTAX = "syntax"  # the client sent something malformed
     TEMP = "temp"  # local trouble; try again later
     PERM = "perm"  # permanent failure not covered above
+    SENDER = "sender"  # a sender address (MAIL FROM, From:) the user may not use
 
 
 class MailError(Exception):

@@ -32,6 +32,8 @@ from mailsrv.config.schema import Config
 from mailsrv.delivery.local import LocalDelivery
 from mailsrv.pipeline.pipeline import Pipeline
 from mailsrv.pipeline.routing import Router
+from mailsrv.pipeline.submission import SubmissionModifier
+from mailsrv.policy.sender import OwnedSenderPolicy
 from mailsrv.policy.endpoint import EndpointPolicy, Protocol, TLSMode
 from mailsrv.policy.limits import ConnectionLimiter
 from mailsrv.policy.proxy import ProxyProtocolFactory, parseNetworks
@@ -91,7 +93,15 @@ class MailService(MultiService):
         self.smtpConnections = ConnectionLimiter(
             limits.maxConnections, limits.maxConnectionsPerIP, limits.connectionLimitExceptions
         )
-        self.pipeline = Pipeline(Router(self.directory), LocalDelivery(self.store), server.hostname)
+        submission = config.submission
+        self.pipeline = Pipeline(
+            Router(self.directory),
+            LocalDelivery(self.store),
+            server.hostname,
+            modifiers=[SubmissionModifier(self.directory, server.hostname, submission.spoofProtection)],
+            senderPolicy=OwnedSenderPolicy(self.directory) if submission.spoofProtection else None,
+            hideSubmitterPeer=not submission.showClientIP,
+        )
         for policy in config.endpoints:
             self._warnIfInsecure(policy)
             factory = self._factoryFor(policy)

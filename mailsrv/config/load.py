@@ -22,7 +22,12 @@ from mailsrv.config.schema import (
     DEFAULT_DATA_DIR,
     DEFAULT_ENDPOINTS,
     Config,
+    DeliveryConfig,
+    DNSConfig,
     LimitsConfig,
+    QueueConfig,
+    RelayConfig,
+    SubmissionConfig,
     ServerConfig,
     TLSConfig,
 )
@@ -268,10 +273,135 @@ def _endpoints(t: _Table) -> tuple[EndpointPolicy, ...]:
     return endpoints
 
 
+def _submission(t: _Table) -> SubmissionConfig:
+    d = SubmissionConfig()
+    submission = SubmissionConfig(
+        spoofProtection=t.take("spoof_protection", bool, d.spoofProtection),
+        showClientIP=t.take("show_client_ip", bool, d.showClientIP),
+    )
+    t.finish()
+    return submission
+
+
+def _queue(t: _Table) -> QueueConfig:
+    d = QueueConfig()
+    queue = QueueConfig(
+        retryInitial=float(t.take("retry_initial", (int, float), d.retryInitial, _positive)),
+        retryMax=float(t.take("retry_max", (int, float), d.retryMax, _positive)),
+        lifetime=float(t.take("lifetime", (int, float), d.lifetime, _positive)),
+        maxActive=t.take("max_active", int, d.maxActive, _positive),
+        perDestination=t.take("per_destination", int, d.perDestination, _positive),
+    )
+    t.finish()
+    if queue.retryMax < queue.retryInitial:
+        raise t.error("retry_max", "must not be less than retry_initial")
+    return queue
+
+
+def _nameserver(spec: str) -> tuple[str, int]:
+    if spec.startswith("[") or spec.count(":") == 1:
+        host, port = parseListen(spec)
+    else:
+        host, port = spec, 53
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+    return host, port
+
+
+def _dns(t: _Table) -> DNSConfig:
+    d = DNSConfig()
+    dns = DNSConfig(
+        nameservers=t.take("nameservers", list, d.nameservers, _stringList(_nameserver)),
+        timeout=float(t.take("timeout", (int, float), d.timeout, _positive)),
+    )
+    t.finish()
+    return dns
+
+
+def _port(value: int) -> int:
+    if not 0 < value < 65536:
+        raise ValueError("must be a port number between 1 and 65535")
+    return value
+
+
+def _relay(t: _Table) -> RelayConfig:
+    host = t.take("host", str, None, _relayHost)
+    port = t.take("port", int, 0, _port)
+    tls = t.take("tls", str, "starttls", _choice("implicit", "starttls"))
+    username = t.take("username", str, None)
+    password = t.take("password", str, None)
+    passwordFile = t.take("password_file", str, None, _path)
+    verify = t.take("verify", bool, True)
+    caFile = t.take("ca_file", str, None, _path)
+    t.finish()
+    if password is not None and passwordFile is not None:
+        raise t.error("password_file", "give password or password_file, not both")
+    if passwordFile is not None:
+        try:
+            password = passwordFile.read_text(encoding="utf-8").strip("\r\n")
+        except OSError as e:
+            raise t.error("password_file", f"cannot read {passwordFile}: {e.strerror}") from None
+    if (username is None) != (password is None):
+        raise t.error("username" if username is None else "password", "username and password go together")
+    if host is None and (username is not None or port):
+        raise t.error("host", "required when other relay keys are set")
+    return RelayConfig(
+        host=host, port=port, tls=tls, username=username, password=password, verify=verify, caFile=caFile
+    )
+
+
+def _relayHost(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return _hostname(value)
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def validate(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {' | '.join(choices)}")
+        return value
+
+    return validate
+
+
+def _delivery(t: _Table) -> DeliveryConfig:
+    d = DeliveryConfig()
+    delivery = DeliveryConfig(
+        mxPort=t.take("mx_port", int, d.mxPort, _port),
+        connectTimeout=float(t.take("connect_timeout", (int, float), d.connectTimeout, _positive)),
+        commandTimeout=float(t.take("command_timeout", (int, float), d.commandTimeout, _positive)),
+    )
+    t.finish()
+    return delivery
+
+
+# Sections of the outbound side, read before the rest of the document.
+_OUTBOUND_SECTIONS: dict[str, Callable[[_Table], Any]] = {
+    "submission": _submission,
+    "queue": _queue,
+    "dns": _dns,
+    "relay": _relay,
+    "delivery": _delivery,
+}
+
+
 def parseConfig(data: dict[str, Any], source: str) -> Config:
     """
     Validate an already-parsed TOML document.
     """
+    if not isinstance(data, dict):
+        return _parseCore(data, source)
+    rest = dict(data)
+    top = _Table(source, "", {k: rest.pop(k) for k in _OUTBOUND_SECTIONS if k in rest})
+    sections = {name: parse(top.table(name)) for name, parse in _OUTBOUND_SECTIONS.items()}
+    return dataclasses.replace(_parseCore(rest, source), **sections)
+
+
+def _parseCore(data: dict[str, Any], source: str) -> Config:
     top = _Table(source, "", data)
     server = _server(top.table("server"))
     tls = _tls(top.table("tls"))

@@ -35,6 +35,10 @@ class ServerConfig:
     def stateDir(self) -> Path:
         return self.dataDir / "state"
 
+    @property
+    def queueDir(self) -> Path:
+        return self.dataDir / "queue"
+
 
 @dataclasses.dataclass(frozen=True)
 class TLSConfig:
@@ -67,12 +71,111 @@ class LimitsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SubmissionConfig:
+    """
+    Mail from authenticated users (ports 587 and 465).
+
+    @ivar spoofProtection: the envelope sender and every From: address must
+        be owned by the account (its own address or an alias that reaches
+        it); otherwise C{553 5.7.1}.
+    @ivar showClientIP: put the client's HELO name and IP address in the
+        C{Received:} header (off by default, for the sender's privacy).
+    """
+
+    spoofProtection: bool = True
+    showClientIP: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueConfig:
+    """
+    The outbound queue (C{data_dir/queue}).
+
+    @ivar retryInitial: seconds before the first retry after a temporary
+        failure; doubled after each further one, up to C{retryMax}.
+    @ivar lifetime: seconds after which a message still not delivered is
+        returned to its sender.
+    @ivar maxActive: messages being delivered at the same time.
+    @ivar perDestination: connections open at the same time to one
+        destination (a recipient domain, or the relay host).
+    """
+
+    retryInitial: float = 300.0
+    retryMax: float = 3600.0
+    lifetime: float = 5 * 24 * 3600.0
+    maxActive: int = 100
+    perDestination: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class DNSConfig:
+    """
+    @ivar nameservers: C{(address, port)} pairs to query, in order; empty
+        for the system's resolver configuration (C{/etc/resolv.conf}).
+    @ivar timeout: seconds a lookup may take before it counts as a
+        temporary failure.
+    """
+
+    nameservers: tuple[tuple[str, int], ...] = ()
+    timeout: float = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RelayConfig:
+    """
+    A relay host ("smart host") every external message is handed to,
+    instead of the recipients' MX hosts.
+
+    @ivar host: its name or address; L{None} to deliver directly.
+    @ivar port: its port (default: 465 for implicit TLS, 587 for STARTTLS).
+    @ivar tls: C{implicit} or C{starttls} (always required: the password
+        never travels in clear).
+    @ivar verify: check the relay's certificate against C{caFile} (or the
+        system's trust store) and C{host}.
+    @ivar password: the password itself, or read from C{password_file}.
+    """
+
+    host: Optional[str] = None
+    port: int = 0
+    tls: str = "starttls"
+    username: Optional[str] = None
+    password: Optional[str] = dataclasses.field(default=None, repr=False)
+    verify: bool = True
+    caFile: Optional[Path] = None
+
+    @property
+    def effectivePort(self) -> int:
+        if self.port:
+            return self.port
+        return 465 if self.tls == "implicit" else 587
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryConfig:
+    """
+    @ivar mxPort: the port of the recipients' MX hosts; only lab setups and
+        tests change it from 25.
+    @ivar connectTimeout: seconds to wait for a TCP connection to an MX.
+    @ivar commandTimeout: seconds to wait for each reply of the MX.
+    """
+
+    mxPort: int = 25
+    connectTimeout: float = 30.0
+    commandTimeout: float = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     source: str  # the file read, or "<defaults>"
     server: ServerConfig
     tls: TLSConfig
     limits: LimitsConfig
     endpoints: tuple[EndpointPolicy, ...]
+    submission: SubmissionConfig = dataclasses.field(default_factory=SubmissionConfig)
+    queue: QueueConfig = dataclasses.field(default_factory=QueueConfig)
+    dns: DNSConfig = dataclasses.field(default_factory=DNSConfig)
+    relay: RelayConfig = dataclasses.field(default_factory=RelayConfig)
+    delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
 
     def endpoint(self, name: str) -> EndpointPolicy:
         for e in self.endpoints:

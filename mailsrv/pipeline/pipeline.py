@@ -90,6 +90,8 @@ class Pipeline:
     @ivar modifiers: header modifiers run after the end-of-data checks.
     @ivar senderPolicy: decides which reverse paths a session may use.
     @ivar spoolDir: where messages are spooled while filters look at them.
+    @ivar hideSubmitterPeer: leave the client's name and address out of the
+        C{Received:} header of mail from authenticated sessions.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class Pipeline:
         modifiers: Sequence[IModifier] = (),
         senderPolicy: Optional[ISenderPolicy] = None,
         spoolDir: Optional[Path] = None,
+        hideSubmitterPeer: bool = False,
     ) -> None:
         self.router = router
         self.local = local
@@ -111,6 +114,7 @@ class Pipeline:
         self.modifiers = list(modifiers)
         self.senderPolicy = senderPolicy
         self.spoolDir = spoolDir
+        self.hideSubmitterPeer = hideSubmitterPeer
 
     def checkConnection(self, session: Session) -> "defer.Deferred[None]":
         async def check() -> None:
@@ -222,7 +226,10 @@ class _PipelineDelivery:
         """
         if self._local is not None and len(self._accounts) == 1 and len(self._localRecipients) == 1:
             self._local.write(encodeField(f"Delivered-To: {self._localRecipients[0]}"))
-        self._writeTargets(receivedHeader(self._session, self._envelope, self._pipeline.hostname))
+        hide = self._pipeline.hideSubmitterPeer and self._session.authenticatedAs is not None
+        self._writeTargets(
+            receivedHeader(self._session, self._envelope, self._pipeline.hostname, hidePeer=hide)
+        )
 
     def write(self, data: bytes) -> None:
         if self._spool is not None:

@@ -28,11 +28,29 @@ def _clean(text: Optional[str]) -> str:
     return "".join(c if c.isprintable() and c not in "()\\" else "?" for c in (text or "unknown"))
 
 
-def receivedHeader(session: Session, envelope: Envelope, hostname: str, date: Optional[float] = None) -> bytes:
+# The From-domain written instead of the client's name and address when
+# they are hidden (RFC 5321 requires one; this is a valid single label).
+HIDDEN_PEER = "authenticated-user"
+
+
+def receivedHeader(
+    session: Session,
+    envelope: Envelope,
+    hostname: str,
+    date: Optional[float] = None,
+    hidePeer: bool = False,
+) -> bytes:
     """
     The header as CRLF-terminated bytes, folded over several lines.
+
+    @param hidePeer: leave out the client's HELO name and IP address
+        (the privacy default for submitted mail: a user's home address
+        should not travel with every message they send).
     """
-    lines = [f"Received: from {_clean(session.heloName)} (unknown [{session.peerHost}])"]
+    if hidePeer:
+        lines = [f"Received: from {HIDDEN_PEER}"]
+    else:
+        lines = [f"Received: from {_clean(session.heloName)} (unknown [{session.peerHost}])"]
     if session.tls is not None:
         lines.append(f"\t(using {_clean(session.tls.version)} with cipher {_clean(session.tls.cipher)})")
     forClause = ""
