@@ -257,7 +257,47 @@ def _buildParser() -> argparse.ArgumentParser:
     sub.add_argument("target", nargs="?")
     aliasCommands.add_parser("list", help="list aliases")
     addOpsCommands(groups)
+
+    ban = groups.add_parser("ban", help="addresses banned after failed logins")
+    banCommands = ban.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    banCommands.add_parser("list", help="list the bans in force")
+    banCommands.add_parser("del", help="lift the ban of an address (IPv6: its /64)").add_argument("address")
     return parser
+
+
+def banCommand(config: "Config", command: str, address: Optional[str], out: TextIO) -> None:
+    """
+    C{mailsrv ban list|del}: read or edit the ban list the running server
+    keeps (it notices the change at the next login attempt).
+    """
+    import time
+
+    from mailsrv.auth.throttle import BanFile, banFilePath, parseBanKey
+
+    banFile = BanFile(banFilePath(config))
+    if command == "list":
+        try:
+            bans = banFile.read()
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+        now = time.time()
+        for ban in sorted(bans.values(), key=lambda b: b.key):
+            if ban.until > now:
+                until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ban.until))
+                print(f"{ban.key} until {until} ({ban.reason})", file=out)
+        return
+    assert address is not None
+    try:
+        key = parseBanKey(address)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    try:
+        removed = banFile.remove(key)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    if not removed:
+        raise CommandError(f"{key} is not banned")
+    print(f"Lifted the ban of {key}", file=out)
 
 
 def readPassword(given: Optional[str], stdin: TextIO) -> bytes:
@@ -320,7 +360,9 @@ def main(
 
     admin = Admin(config.server.configDir, config.server.domains, out, err)
     try:
-        if args.group == "email":
+        if args.group == "ban":
+            banCommand(config, args.command, getattr(args, "address", None), out)
+        elif args.group == "email":
             if args.command == "add":
                 admin.emailAdd(args.address, readPassword(args.password, stdin))
             elif args.command == "update":

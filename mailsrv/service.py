@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -25,6 +25,7 @@ from twisted.mail import imap4
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from mailsrv.auth.checkers import AccountChecker
+from mailsrv.auth.throttle import AuthThrottle, BanFile, ThrottledPortal, banFilePath
 from mailsrv.auth.directory import FileDirectory
 from mailsrv.auth.realm import MailRealm
 from mailsrv.config.load import parseListen
@@ -87,7 +88,22 @@ class MailService(MultiService):
         realm = MailRealm()
         realm.registerAvatarFactory(imap4.IAccount, accountFactory(self.store))
         realm.registerAvatarFactory(IPOP3Maildrop, maildropFactory(self.store))
-        self.portal = Portal(realm, [AccountChecker(self.directory)])
+        checkers = [AccountChecker(self.directory)]
+        throttling = config.authThrottle
+        if throttling.enabled:
+            self.authThrottle: Optional[AuthThrottle] = AuthThrottle(
+                reactor,
+                maxFailures=throttling.maxFailures,
+                window=throttling.window,
+                banTime=throttling.banTime,
+                maxAccountFailures=throttling.maxAccountFailures,
+                banFile=BanFile(banFilePath(config)),
+                exempt=throttling.exempt,
+            )
+            self.portal: Portal = ThrottledPortal(realm, checkers, self.authThrottle)
+        else:
+            self.authThrottle = None
+            self.portal = Portal(realm, checkers)
         limits = config.limits
         # One count for every SMTP endpoint, as Postfix counts per smtpd.
         self.smtpConnections = ConnectionLimiter(

@@ -21,6 +21,7 @@ from mailsrv.config.schema import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_DATA_DIR,
     DEFAULT_ENDPOINTS,
+    AuthThrottleConfig,
     Config,
     DeliveryConfig,
     DNSConfig,
@@ -273,6 +274,27 @@ def _endpoints(t: _Table) -> tuple[EndpointPolicy, ...]:
     return endpoints
 
 
+def _ipNetwork(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or network") from None
+
+
+def _authThrottle(t: _Table) -> AuthThrottleConfig:
+    d = AuthThrottleConfig()
+    throttle = AuthThrottleConfig(
+        enabled=t.take("enabled", bool, d.enabled),
+        maxFailures=t.take("max_failures", int, d.maxFailures, _positive),
+        window=float(t.take("window", (int, float), d.window, _positive)),
+        banTime=float(t.take("ban_time", (int, float), d.banTime, _positive)),
+        maxAccountFailures=t.take("max_account_failures", int, d.maxAccountFailures, _positive),
+        exempt=t.take("exempt", list, d.exempt, _stringList(_ipNetwork)),
+    )
+    t.finish()
+    return throttle
+
+
 def _submission(t: _Table) -> SubmissionConfig:
     d = SubmissionConfig()
     submission = SubmissionConfig(
@@ -407,8 +429,11 @@ def _parseCore(data: dict[str, Any], source: str) -> Config:
     tls = _tls(top.table("tls"))
     limits = _limits(top.table("limits"))
     endpoints = _endpoints(top.table("endpoints"))
+    authThrottle = _authThrottle(top.table("auth_throttle"))
     top.finish()
-    return Config(source=source, server=server, tls=tls, limits=limits, endpoints=endpoints)
+    return Config(
+        source=source, server=server, tls=tls, limits=limits, endpoints=endpoints, authThrottle=authThrottle
+    )
 
 
 def loadConfig(path: Optional[Path]) -> Config:

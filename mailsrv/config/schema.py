@@ -71,6 +71,28 @@ class LimitsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AuthThrottleConfig:
+    """
+    Failed-login throttling for SMTP AUTH, IMAP and POP3 (Fail2ban, built
+    in); see L{mailsrv.auth.throttle}.
+
+    @ivar maxFailures: failed logins from one address (IPv6: one /64)
+        within C{window} seconds that ban it for C{banTime} seconds.
+    @ivar maxAccountFailures: failed logins for one account, from anywhere,
+        within C{window}, after which each network failing on it is banned
+        at its first failure (distributed guessing).
+    @ivar exempt: networks never throttled.
+    """
+
+    enabled: bool = True
+    maxFailures: int = 10
+    window: float = 600.0
+    banTime: float = 3600.0
+    maxAccountFailures: int = 100
+    exempt: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class SubmissionConfig:
     """
     Mail from authenticated users (ports 587 and 465).
@@ -176,6 +198,7 @@ class Config:
     dns: DNSConfig = dataclasses.field(default_factory=DNSConfig)
     relay: RelayConfig = dataclasses.field(default_factory=RelayConfig)
     delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
+    authThrottle: AuthThrottleConfig = dataclasses.field(default_factory=AuthThrottleConfig)
 
     def endpoint(self, name: str) -> EndpointPolicy:
         for e in self.endpoints:
