@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Mapping, Optional, Sequence
 
 from zope.interface import Attribute, Interface
 
@@ -196,6 +196,21 @@ class IMailFolder(Interface):
         Undo L{addChangeListener}.
         """
 
+    def transfer(
+        uids: Iterable[int], target: "IMailFolder", move: bool
+    ) -> "Deferred[Sequence[tuple[int, int]]]":
+        """
+        Copy (or, with C{move}, move) messages of this folder into
+        C{target}, another folder of the same store, keeping flags and
+        internal dates.  Fires, once the new messages are durable (and, for a
+        move, the originals gone durably), with C{(source uid, target uid)}
+        pairs in ascending source-UID order.
+
+        Messages already gone are skipped.  A move is atomic per message:
+        when two sessions move the same message at once, exactly one of them
+        gets it (a crash may leave a copy in both folders, never in neither).
+        """
+
 
 class IMailStore(Interface):
     """
@@ -234,6 +249,49 @@ class IMailStore(Interface):
         """
         Begin delivering one message into the INBOX of each account.  The
         bytes are written once; the commit makes them appear in every INBOX.
+        """
+
+    def subscriptions(account: str) -> Sequence[str]:
+        """
+        The folder names the account subscribed to (IMAP SUBSCRIBE), in any
+        order; they need not exist (RFC 3501 section 6.3.6).
+        """
+
+    def setSubscribed(account: str, name: str, subscribed: bool) -> None:
+        """
+        Add C{name} to or remove it from the subscriptions, persistently.
+
+        @raise mailsrv.errors.MailError: C{SYNTAX} for an invalid name.
+        """
+
+    def specialUse(account: str) -> Mapping[str, str]:
+        """
+        Folder name -> RFC 6154 special-use attribute (C{\\Sent}...) set with
+        L{setSpecialUse}.
+        """
+
+    def setSpecialUse(account: str, name: str, use: Optional[str]) -> None:
+        """
+        Record (or with L{None} forget) the special use of a folder,
+        persistently.
+        """
+
+
+class IQuota(Interface):
+    """
+    Storage quotas per account (Dovecot's C{dovecot-quotas.cf} in the file
+    backend).  Delivery and IMAP APPEND/COPY ask before storing; the check
+    is advisory under concurrency (two appends racing may both pass).
+    """
+
+    def limit(account: str) -> Optional[int]:
+        """
+        The account's storage limit in octets, or L{None} for no limit.
+        """
+
+    def usage(account: str) -> "Deferred[int]":
+        """
+        Octets the account's messages take now (all folders).
         """
 
 

@@ -44,6 +44,7 @@ from mailsrv.protocols.imap.server import IMAPFactory
 from mailsrv.protocols.pop3.server import IPOP3Maildrop, POP3Factory, maildropFactory
 from mailsrv.protocols.smtp.server import SMTPFactory
 from mailsrv.storage.maildir import MaildirStore
+from mailsrv.storage.quota import FileQuota, maildirUsage
 from mailsrv.tls import ServerTLS, serverTLSFromConfig
 
 log = Logger()
@@ -86,7 +87,8 @@ class MailService(MultiService):
         self.directory = FileDirectory(server.configDir, server.domains, reloadInterval=0.0)
         self.store = MaildirStore(server.mailDir)
         realm = MailRealm()
-        realm.registerAvatarFactory(imap4.IAccount, accountFactory(self.store))
+        self.quota = FileQuota(server.configDir, maildirUsage(server.mailDir))
+        realm.registerAvatarFactory(imap4.IAccount, accountFactory(self.store, self.quota))
         realm.registerAvatarFactory(IPOP3Maildrop, maildropFactory(self.store))
         checkers = [AccountChecker(self.directory)]
         throttling = config.authThrottle

@@ -45,7 +45,7 @@ import stat
 import time
 import uuid
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -65,7 +65,14 @@ from mailsrv.storage.maildir_files import (
     sizesFromBase,
     splitFilename,
 )
+from mailsrv.storage.maildir_account import (
+    readSpecialUse,
+    readSubscriptions,
+    setSpecialUse,
+    setSubscribed,
+)
 from mailsrv.storage.maildir_sync import FolderMetadata
+from mailsrv.storage.maildir_transfer import transferInThread
 from mailsrv.storage.maildir_writer import (
     NEW_FILE,
     MaildirMessageWriter,
@@ -368,6 +375,38 @@ class MaildirFolder:
 
         return store._runBlocking(work).addCallback(done)
 
+    def transfer(
+        self, uids: Iterable[int], target: IMailFolder, move: bool
+    ) -> "defer.Deferred[Sequence[tuple[int, int]]]":
+        """
+        Hard-link messages into C{target} (see
+        L{mailsrv.storage.maildir_transfer}) in a thread; for a move, the
+        originals are unlinked and dropped from this view.
+        """
+        if not isinstance(target, MaildirFolder) or target._store is not self._store:
+            return defer.fail(MailError(ErrorKind.PERM, "Cannot copy between stores"))
+        wanted = sorted(set(uids))
+        messages = [
+            (uid, entry.info.key, (entry.subdir, entry.filename))
+            for uid, entry in ((uid, self._entries.get(uid)) for uid in wanted)
+            if entry is not None
+        ]
+        store, source, dest = self._store, self._path, target._path
+
+        def done(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+            if move:
+                for uid, _ in pairs:
+                    self._entries.pop(uid, None)
+                if pairs:
+                    store._notify(source, exclude=self)
+            if pairs:
+                store._notify(dest, exclude=target)
+            return pairs
+
+        return store._runBlocking(
+            lambda: transferInThread(store, source, dest, messages, move)
+        ).addCallback(done)
+
     def addChangeListener(self, listener: Listener) -> None:
         self._store._listeners.setdefault(str(self._path), []).append((self, listener))
 
@@ -644,6 +683,24 @@ class MaildirStore:
         if not dirs:
             raise ValueError("startMessage() needs at least one account")
         return MaildirMessageWriter(self, dirs)
+
+    def subscriptions(self, account: str) -> Sequence[str]:
+        """
+        From Dovecot's C{subscriptions} file in the account directory.
+        """
+        return readSubscriptions(self._account(account)[1])
+
+    def setSubscribed(self, account: str, name: str, subscribed: bool) -> None:
+        setSubscribed(self._account(account)[1], name, subscribed)
+
+    def specialUse(self, account: str) -> Mapping[str, str]:
+        return readSpecialUse(self._account(account)[1])
+
+    def setSpecialUse(self, account: str, name: str, use: Optional[str]) -> None:
+        try:
+            setSpecialUse(self._account(account)[1], name, use)
+        except ValueError:
+            raise MailError(ErrorKind.SYNTAX, "Unknown special use") from None
 
     # -------------------------------------------------------------- upkeep
 

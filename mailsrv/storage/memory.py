@@ -26,7 +26,7 @@ import dataclasses
 import io
 import itertools
 import time
-from typing import BinaryIO, Callable, Iterable, Optional, Sequence
+from typing import BinaryIO, Callable, Iterable, Mapping, Optional, Sequence
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -34,6 +34,7 @@ from zope.interface import implementer
 
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IMailFolder, IMailStore, IMessageWriter, MessageInfo
+from mailsrv.storage.maildir_account import SPECIAL_USES
 from mailsrv.storage.validation import (
     INBOX,
     MAX_KEYWORDS,
@@ -202,6 +203,38 @@ class MemoryFolder:
         self._mailbox.notify(exclude=self)
         return defer.succeed(uid)
 
+    def transfer(
+        self, uids: Iterable[int], target: IMailFolder, move: bool
+    ) -> "defer.Deferred[Sequence[tuple[int, int]]]":
+        """
+        Copy or move messages into C{target}; a message another view moved
+        or expunged first is skipped, as in the Maildir store.
+        """
+        if not isinstance(target, MemoryFolder) or target._store is not self._store:
+            return defer.fail(MailError(ErrorKind.PERM, "Cannot copy between stores"))
+        if target._mailbox.deleted:
+            return defer.fail(MailError(ErrorKind.NOT_FOUND, "Mailbox does not exist"))
+        pairs = []
+        try:
+            for uid in sorted(set(uids)):
+                msg = self._mailbox.messages.get(uid)
+                if msg is None:
+                    continue
+                newUid = target._mailbox.add(
+                    self._store._newKey(), msg.data, msg.flags, msg.internalDate
+                )
+                pairs.append((uid, newUid))
+                if move:
+                    del self._mailbox.messages[uid]
+                    self._snapshot.pop(uid, None)
+        except MailError as e:
+            return defer.fail(e)
+        if pairs:
+            target._mailbox.notify(exclude=target)
+            if move:
+                self._mailbox.notify(exclude=self)
+        return defer.succeed(pairs)
+
     def addChangeListener(self, listener: Listener) -> None:
         self._mailbox.listeners.append((self, listener))
 
@@ -272,6 +305,8 @@ class MemoryMailStore:
         self._accounts: dict[str, dict[str, _Mailbox]] = {}
         self._lastUidValidity = 0
         self._keys = itertools.count(1)
+        self._subscriptions: dict[str, list[str]] = {}
+        self._specialUse: dict[str, dict[str, str]] = {}
 
     def _newKey(self) -> str:
         return f"mem{next(self._keys)}"
@@ -359,6 +394,30 @@ class MemoryMailStore:
             raise MailError(ErrorKind.PERM, "Mailbox already exists")
         mailboxes = [(dest, folders.pop(src)) for src, dest in moves]
         folders.update(mailboxes)
+
+    def subscriptions(self, account: str) -> Sequence[str]:
+        return list(self._subscriptions.get(self._folders(account)[0], ()))
+
+    def setSubscribed(self, account: str, name: str, subscribed: bool) -> None:
+        names = self._subscriptions.setdefault(self._folders(account)[0], [])
+        name = normalizeFolderName(name)
+        if subscribed and name not in names:
+            names.append(name)
+        elif not subscribed and name in names:
+            names.remove(name)
+
+    def specialUse(self, account: str) -> Mapping[str, str]:
+        return dict(self._specialUse.get(self._folders(account)[0], {}))
+
+    def setSpecialUse(self, account: str, name: str, use: Optional[str]) -> None:
+        uses = self._specialUse.setdefault(self._folders(account)[0], {})
+        name = normalizeFolderName(name)
+        if use is None:
+            uses.pop(name, None)
+        elif use not in SPECIAL_USES:
+            raise MailError(ErrorKind.SYNTAX, "Unknown special use")
+        else:
+            uses[name] = use
 
     def startMessage(self, accounts: Sequence[str]) -> MemoryMessageWriter:
         """

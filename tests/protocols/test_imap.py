@@ -75,9 +75,9 @@ MULTIPART = (
     b"--XX--\r\n"
 )
 
-CAPS_BEFORE_TLS = b"IMAP4rev1 STARTTLS LOGINDISABLED NAMESPACE IDLE CHILDREN APPENDLIMIT=1000"
-CAPS_AUTH_ALLOWED = b"IMAP4rev1 AUTH=PLAIN SASL-IR NAMESPACE IDLE CHILDREN APPENDLIMIT=1000"
-CAPS_LOGGED_IN = b"IMAP4rev1 NAMESPACE IDLE CHILDREN APPENDLIMIT=1000"
+CAPS_BEFORE_TLS = b"IMAP4rev1 STARTTLS LOGINDISABLED LITERAL+ ID ENABLE NAMESPACE IDLE CHILDREN UIDPLUS MOVE UNSELECT SPECIAL-USE CREATE-SPECIAL-USE QUOTA QUOTA=RES-STORAGE APPENDLIMIT=1000"
+CAPS_AUTH_ALLOWED = b"IMAP4rev1 AUTH=PLAIN SASL-IR LITERAL+ ID ENABLE NAMESPACE IDLE CHILDREN UIDPLUS MOVE UNSELECT SPECIAL-USE CREATE-SPECIAL-USE QUOTA QUOTA=RES-STORAGE APPENDLIMIT=1000"
+CAPS_LOGGED_IN = b"IMAP4rev1 LITERAL+ ID ENABLE NAMESPACE IDLE CHILDREN UIDPLUS MOVE UNSELECT SPECIAL-USE CREATE-SPECIAL-USE QUOTA QUOTA=RES-STORAGE APPENDLIMIT=1000"
 AUTH_FAILED = b"NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
 
 
@@ -124,6 +124,10 @@ class IMAPTestMixin:
     mailsrv realm, and a memory store holding alice's and bob's accounts.
     """
 
+    # The special-use folders created at login are tested in
+    # test_imap_extensions; here they would only clutter every LIST.
+    defaultFolders: dict[str, str] = {}
+
     def setUp(self) -> None:
         self.clock = task.Clock()
         self.store = MemoryMailStore(clock=lambda: 1700000000.0)
@@ -131,7 +135,7 @@ class IMAPTestMixin:
         checker.addUser(ALICE.encode(), b"secret")
         checker.addUser(BOB.encode(), b"hunter2")
         realm = MailRealm()
-        realm.registerAvatarFactory(IAccount, accountFactory(self.store))
+        realm.registerAvatarFactory(IAccount, accountFactory(self.store, defaultFolders=self.defaultFolders))
         self.portal = Portal(realm, [checker])
         self.creator = FakeTLSCreator()
         self.events: list[dict[str, Any]] = []
@@ -681,7 +685,7 @@ class MailboxTests(IMAPTestMixin, unittest.SynchronousTestCase):
             b"+ Ready for %d octets of data\r\n" % (len(new),),
         )
         self.assertEqual(
-            self.send(new + b"\r\n"), b"* 3 EXISTS\r\n* 3 RECENT\r\na OK APPEND completed\r\n"
+            self.send(new + b"\r\n"), b"* 3 EXISTS\r\n* 3 RECENT\r\na OK [APPENDUID 1700000000 3] APPEND completed\r\n"
         )
         info = self.inbox().messages()[2]
         self.assertEqual((info.flags, info.internalDate), (frozenset({"\\Seen"}), 1704099600.0))
@@ -718,7 +722,7 @@ class MailboxTests(IMAPTestMixin, unittest.SynchronousTestCase):
         self.send(b"c CREATE Archive\r\n")
         self.select()
         self.send(b"a STORE 2 +FLAGS.SILENT (\\Flagged)\r\n")
-        self.assertEqual(self.send(b"b COPY 1:2 Archive\r\n"), b"b OK COPY completed\r\n")
+        self.assertEqual(self.send(b"b COPY 1:2 Archive\r\n"), b"b OK [COPYUID 1700000001 1:2 1:2] COPY completed\r\n")
         archive = self.store.openFolder(ALICE, "Archive")
         self.assertEqual([m.flags for m in archive.messages()], [frozenset(), frozenset({"\\Flagged"})])
         self.assertEqual(archive.openMessage(1).read(), MSG1)
@@ -761,9 +765,13 @@ class MailboxTests(IMAPTestMixin, unittest.SynchronousTestCase):
         self.assertEqual(self.send(b'n LIST "" ""\r\n'), b'* LIST (\\Noselect) "." ""\r\nn OK LIST completed\r\n')
         self.assertEqual(
             self.send(b'o LSUB "" Arch*\r\n'),
-            b'* LSUB (\\HasChildren) "." "Archive"\r\n'
-            b'* LSUB (\\HasNoChildren) "." "Archive.2024"\r\n'
             b"o OK LSUB completed\r\n",
+        )
+        self.send(b"p SUBSCRIBE Archive.2024\r\n")
+        self.assertEqual(
+            self.send(b'q LSUB "" Arch*\r\n'),
+            b'* LSUB (\\HasNoChildren) "." "Archive.2024"\r\n'
+            b"q OK LSUB completed\r\n",
         )
         self.assertEqual(list(self.store.listFolders(ALICE)), ["INBOX", "Archive", "Archive/2024", "Sent"])
 
@@ -865,7 +873,7 @@ class MailboxTests(IMAPTestMixin, unittest.SynchronousTestCase):
         """
         self.select()
         self.assertEqual(
-            self.send(b"c COPY 1 INBOX\r\n"), b"* 3 EXISTS\r\n* 3 RECENT\r\nc OK COPY completed\r\n"
+            self.send(b"c COPY 1 INBOX\r\n"), b"* 3 EXISTS\r\n* 3 RECENT\r\nc OK [COPYUID 1700000000 1 3] COPY completed\r\n"
         )
         self.assertEqual(self.inbox().openMessage(3).read(), MSG1)
 
@@ -951,7 +959,7 @@ class RealSocketTests(unittest.TestCase):
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(ALICE.encode(), b"secret")
         realm = MailRealm()
-        realm.registerAvatarFactory(IAccount, accountFactory(store))
+        realm.registerAvatarFactory(IAccount, accountFactory(store, defaultFolders={}))
         factory = IMAPFactory(IMAPS, Portal(realm, [checker]), creator, HOSTNAME, clock=reactor)
 
         closed: defer.Deferred[IMAPServer] = defer.Deferred()

@@ -13,25 +13,43 @@ inside one level cannot be shown and is left out of LIST.  C{INBOX} is
 case-insensitive (RFC 3501 section 5.1), also as the first level of a
 longer name.
 
-Subscriptions.  L{IMailStore} has no place to keep them yet, so every
-existing folder counts as subscribed; SUBSCRIBE/UNSUBSCRIBE are accepted and
-remembered for the session only.
+Subscriptions are kept by the store (Dovecot's C{subscriptions} file for
+Maildir) and may name folders that do not exist (RFC 3501 section 6.3.6).
+
+Special use (RFC 6154).  The five folders every client looks for (Sent,
+Drafts, Trash, Junk, Archive) are created and subscribed at login when
+missing, as Dovecot's C{auto = subscribe} does in docker-mailserver, and
+carry their attribute by name; C{CREATE name (USE (\\Sent))}
+(RFC 6154 CREATE-SPECIAL-USE) records the attribute of any other folder in
+the store.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from twisted.mail.imap4 import MailboxException
 from twisted.mail.interfaces import IAccountIMAP, INamespacePresenter
 from zope.interface import implementer
 
 from mailsrv.errors import ErrorKind, MailError
-from mailsrv.interfaces import IMailStore
+from mailsrv.interfaces import IMailStore, IQuota
 from mailsrv.protocols.imap.mailbox import DELIMITER, IMAPMailbox, RecentTracker
 
 STORE_SEPARATOR = "/"
+
+#: Folders created at login, with their RFC 6154 attribute.
+DEFAULT_FOLDERS = {
+    "Drafts": "\\Drafts",
+    "Sent": "\\Sent",
+    "Trash": "\\Trash",
+    "Junk": "\\Junk",
+    "Archive": "\\Archive",
+}
+
+#: Attributes CREATE-SPECIAL-USE accepts.
+SPECIAL_USES = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
 
 
 class MailboxError(MailboxException):
@@ -130,12 +148,43 @@ class IMAPAccount:
     @ivar account: the canonical account id.
     """
 
-    def __init__(self, store: IMailStore, account: str, tracker: RecentTracker) -> None:
+    def __init__(
+        self,
+        store: IMailStore,
+        account: str,
+        tracker: RecentTracker,
+        quota: Optional[IQuota] = None,
+        defaultFolders: Mapping[str, str] = DEFAULT_FOLDERS,
+    ) -> None:
         self.store = store
         self.account = account
+        self.quota = quota
+        self.defaultFolders = dict(defaultFolders)
         self._tracker = tracker
-        self._subscribed: set[str] = set()
-        self._unsubscribed: set[str] = set()
+
+    def createDefaultFolders(self) -> None:
+        """
+        Create and subscribe the special-use folders that are missing.  A
+        failure is not a login failure: the client can still work.
+        """
+        existing = set(self._storeNames())
+        for name in self.defaultFolders:
+            if name in existing:
+                continue
+            try:
+                self.store.createFolder(self.account, name)
+                self.store.setSubscribed(self.account, name, True)
+            except MailError:
+                continue
+
+    def specialUses(self) -> Mapping[str, str]:
+        """
+        Store folder name -> special-use attribute: the defaults by name,
+        overridden by what CREATE-SPECIAL-USE recorded.
+        """
+        uses = dict(self.defaultFolders)
+        uses.update(self.store.specialUse(self.account))
+        return uses
 
     def _storeNames(self) -> list[str]:
         return list(self.store.listFolders(self.account))
@@ -163,11 +212,14 @@ class IMAPAccount:
     def addMailbox(self, name: str, mbox: Any = None) -> bool:
         return self.create(name)
 
-    def create(self, pathspec: str) -> bool:
+    def create(self, pathspec: str, use: Optional[str] = None) -> bool:
         """
-        Create a mailbox and any missing parents (RFC 3501 section 6.3.3).
+        Create a mailbox and any missing parents (RFC 3501 section 6.3.3),
+        with the special-use attribute C{use} (RFC 6154 CREATE-SPECIAL-USE).
         """
         storeName = imapToStore(pathspec)
+        if use is not None and use not in SPECIAL_USES:
+            raise MailboxError("USEATTR", "Unsupported special-use attribute")
         existing = set(self._storeNames())
         if storeName in existing:
             raise MailboxError("ALREADYEXISTS", "Mailbox already exists")
@@ -177,6 +229,8 @@ class IMAPAccount:
                 partial = STORE_SEPARATOR.join(levels[:depth])
                 if partial not in existing:
                     self.store.createFolder(self.account, partial)
+            if use is not None:
+                self.store.setSpecialUse(self.account, storeName, use)
         except MailError as e:
             raise _storeError(e) from None
         return True
@@ -212,19 +266,34 @@ class IMAPAccount:
             storeName = imapToStore(name)
         except MailboxError:
             return False
-        if storeName in self._unsubscribed:
-            return False
-        return storeName in self._subscribed or self._exists(storeName)
+        return storeName in self.store.subscriptions(self.account)
 
     def subscribe(self, name: str) -> None:
-        storeName = imapToStore(name)
-        self._unsubscribed.discard(storeName)
-        self._subscribed.add(storeName)
+        try:
+            self.store.setSubscribed(self.account, imapToStore(name), True)
+        except MailError as e:
+            raise _storeError(e) from None
 
     def unsubscribe(self, name: str) -> None:
-        storeName = imapToStore(name)
-        self._subscribed.discard(storeName)
-        self._unsubscribed.add(storeName)
+        try:
+            self.store.setSubscribed(self.account, imapToStore(name), False)
+        except MailError as e:
+            raise _storeError(e) from None
+
+    def listSubscribed(self, ref: str, wildcard: str) -> list[tuple[str, ListEntry]]:
+        """
+        LSUB: subscribed names matching C{ref + wildcard}, existing or not
+        (a missing one is C{\\Noselect}, RFC 3501 section 6.3.9).
+        """
+        listed = {n: e for n, e in self.listMailboxes(ref, wildcard)}
+        regexp = patternToRegexp(ref + wildcard)
+        result = []
+        subscribed = [storeToImap(s) for s in self.store.subscriptions(self.account)]
+        for name in sorted((n for n in subscribed if n is not None), key=lambda n: (n != "INBOX", n)):
+            if not regexp.fullmatch(name):
+                continue
+            result.append((name, listed.get(name) or ListEntry(["\\Noselect"])))
+        return result
 
     def listMailboxes(self, ref: str, wildcard: str) -> list[tuple[str, ListEntry]]:
         """
@@ -243,6 +312,7 @@ class IMAPAccount:
                 names.setdefault(DELIMITER.join(levels[:depth]), False)
         regexp = patternToRegexp(ref + wildcard)
         result = []
+        uses = {storeToImap(n): u for n, u in self.specialUses().items()}
         ordered = sorted(names, key=lambda n: (n != "INBOX", n))
         for n in ordered:
             if not regexp.fullmatch(n):
@@ -251,6 +321,8 @@ class IMAPAccount:
             flags = ["\\HasChildren" if hasChildren else "\\HasNoChildren"]
             if not names[n]:
                 flags.insert(0, "\\Noselect")
+            elif n in uses:
+                flags.append(uses[n])
             result.append((n, ListEntry(flags)))
         return result
 
@@ -269,7 +341,11 @@ class IMAPAccount:
         return None
 
 
-def accountFactory(store: IMailStore) -> Callable[[str], IMAPAccount]:
+def accountFactory(
+    store: IMailStore,
+    quota: Optional[IQuota] = None,
+    defaultFolders: Mapping[str, str] = DEFAULT_FOLDERS,
+) -> Callable[[str], IMAPAccount]:
     """
     The avatar factory to register with the realm::
 
@@ -277,10 +353,15 @@ def accountFactory(store: IMailStore) -> Callable[[str], IMAPAccount]:
 
     All accounts made by one factory share one L{RecentTracker}, so that
     only one session reports a new message as C{\\Recent}.
+
+    @param quota: the quotas APPEND and COPY respect, and GETQUOTA reports.
+    @param defaultFolders: folder name -> special use, created at login.
     """
     tracker = RecentTracker()
 
     def makeAccount(account: str) -> IMAPAccount:
-        return IMAPAccount(store, account, tracker)
+        avatar = IMAPAccount(store, account, tracker, quota, defaultFolders)
+        avatar.createDefaultFolders()
+        return avatar
 
     return makeAccount

@@ -267,31 +267,61 @@ class IMAPMailbox:
             self.folder.append, data, sorted(_storableFlags(textFlags)), parseAppendDate(date)
         )
 
-    def expunge(self) -> "Deferred[list[int]]":
+    def expunge(self, uids: Optional[MessageSet] = None) -> "Deferred[list[int]]":
         """
-        Remove the messages flagged C{\\Deleted}; fires with the sequence
+        Remove the messages flagged C{\\Deleted} (only those in C{uids}, a
+        UID set, for UIDPLUS C{UID EXPUNGE}); fires with the sequence
         numbers to announce, each valid when sent in order.
         """
         if not self._writeable:
             raise ReadOnlyMailbox()
-        doomed = [i.uid for i in self._infos if "\\Deleted" in i.flags]
-
-        def removed(_: object) -> list[int]:
-            gone = set(doomed)
-            announced = []
-            kept = []
-            for seq, info in enumerate(self._infos, 1):
-                if info.uid in gone:
-                    announced.append(seq - len(announced))
-                    self._recent.discard(info.uid)
-                else:
-                    kept.append(info)
-            self._infos = kept
-            return announced
-
+        if uids is not None:
+            candidates = [i for _, i in self._select(uids, True)]
+        else:
+            candidates = self._infos
+        doomed = [i.uid for i in candidates if "\\Deleted" in i.flags]
         if not doomed:
             return succeed([])
-        return maybeDeferred(self.folder.expunge, doomed).addCallback(removed)
+        return maybeDeferred(self.folder.expunge, doomed).addCallback(
+            lambda _: self._forget(set(doomed))
+        )
+
+    def _forget(self, gone: set[int]) -> list[int]:
+        """
+        Drop messages from the view; the sequence numbers to announce with
+        EXPUNGE, each valid at the moment it is sent.
+        """
+        announced = []
+        kept = []
+        for seq, info in enumerate(self._infos, 1):
+            if info.uid in gone:
+                announced.append(seq - len(announced))
+                self._recent.discard(info.uid)
+            else:
+                kept.append(info)
+        self._infos = kept
+        return announced
+
+    def transfer(
+        self, messages: MessageSet, uid: bool, target: "IMAPMailbox", move: bool
+    ) -> "Deferred[tuple[list[tuple[int, int]], list[int]]]":
+        """
+        COPY or MOVE messages to C{target} inside the store (no message is
+        read here).  Fires with the C{(source UID, target UID)} pairs and,
+        for a move, the sequence numbers to announce with EXPUNGE.
+        """
+        if move and not self._writeable:
+            raise ReadOnlyMailbox()
+        wanted = [info.uid for _, info in self._select(messages, uid)]
+        if not wanted:
+            return succeed(([], []))
+
+        def done(pairs: Any) -> tuple[list[tuple[int, int]], list[int]]:
+            pairs = list(pairs)
+            expunged = self._forget({p[0] for p in pairs}) if move else []
+            return pairs, expunged
+
+        return maybeDeferred(self.folder.transfer, wanted, target.folder, move).addCallback(done)
 
     def fetch(self, messages: MessageSet, uid: bool) -> list[tuple[int, IMAPMessage]]:
         return [(seq, self._message(info)) for seq, info in self._select(messages, uid)]

@@ -20,18 +20,25 @@ TWISTED-NOTES section 2 found broken:
  - IDLE ends only on C{DONE} and pushes EXISTS/EXPUNGE while idling;
  - SELECT reports UIDNEXT, PERMANENTFLAGS and UNSEEN; mailbox errors map to
    RFC 5530 response codes;
- - the clock (timeouts, auth delay, FETCH scheduling) is injected.
+ - the clock (timeouts, auth delay, FETCH scheduling) is injected;
+ - LITERAL+ (RFC 7888): C{{n+}} literals get no continuation request; one
+   over its limit (the message size for APPEND, 4096 octets elsewhere) is
+   never read into memory: the client gets C{BAD [TOOBIG]} and the
+   connection is closed, since its bytes cannot be told from commands.
+
+Extensions (UIDPLUS, MOVE, QUOTA, ...) live in
+L{mailsrv.protocols.imap.extensions}.
 
 The selected-state message commands live in L{mailsrv.protocols.imap.fetch}
 and L{mailsrv.protocols.imap.search}.
-To add a command (a later issue: UIDPLUS, MOVE, ENABLE...), define
-C{do_NAME} plus C{auth_NAME}/C{select_NAME} tuples in a subclass or mixin and
-extend L{IMAPServer.capabilities}.
+To add a command, define C{do_NAME} plus C{auth_NAME}/C{select_NAME}
+tuples in a mixin and extend L{IMAPServer.capabilities}.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any, Optional
 
 from twisted.cred.credentials import UsernamePassword
@@ -62,6 +69,7 @@ from mailsrv.envelope import Session
 from mailsrv.errors import MailError
 from mailsrv.policy.endpoint import EndpointPolicy
 from mailsrv.protocols.imap.account import MailboxError, _storeError
+from mailsrv.protocols.imap.extensions import ExtensionsMixin
 from mailsrv.protocols.imap.fetch import FetchMixin
 from mailsrv.protocols.imap.mailbox import SYSTEM_FLAGS, parseAppendDate
 from mailsrv.protocols.imap.search import SearchMixin
@@ -83,12 +91,15 @@ class _Answered(Exception):
         self.response = response
 
 
+_NON_SYNC_LITERAL = re.compile(rb"\{(\d{1,20})\+\}$")
+
+
 def _looksLikeTag(token: bytes) -> bool:
     return 0 < len(token) <= 64 and token.isascii() and token.isalnum()
 
 
 @implementer(IHandshakeListener)
-class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
+class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
     """
     One IMAP connection on one endpoint.
 
@@ -136,6 +147,7 @@ class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
         self._refeed = b""
         self._discardingLine = False
         self._idleTag: Optional[bytes] = None
+        self._nonSyncLiteral = False
 
     # ------------------------------------------------------------ connection
 
@@ -247,12 +259,50 @@ class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
             self.blocked.append(line)
             return
         self.resetTimeout()
+        if self.parseState in ("command", "pending") and line.endswith(b"+}"):
+            line = self._nonSyncLine(line)
+            if not line:
+                return
         parse = getattr(self, "parse_" + self.parseState)
         try:
             parse(line)
         except Exception:
             self.log.failure("IMAP command failed", **self._logFields())
             self.sendUntaggedResponse(b"BAD [SERVERBUG] Internal server error")
+
+    def _nonSyncLine(self, line: bytes) -> bytes:
+        """
+        Turn a LITERAL+ C{{n+}} into C{{n}} and suppress the continuation
+        request Twisted will send for it; refuse an over-long one without
+        reading it (empty return: the line was answered).
+        """
+        match = _NON_SYNC_LITERAL.search(line)
+        if match is None:
+            return line
+        size = int(match.group(1))
+        words = line.split(None, 3)
+        isAppend = (
+            self.parseState == "command" and len(words) > 1 and words[1].upper() == b"APPEND"
+        ) or self._pendingLiteral is not None
+        limit = self.maxMessageSize if isAppend else self._literalStringLimit
+        if size > limit:
+            tag = words[0] if self.parseState == "command" and _looksLikeTag(words[0]) else None
+            self.log.warn(
+                "Refusing a {size} octet non-synchronising literal", size=size, **self._logFields()
+            )
+            self.sendBadResponse(tag, b"[TOOBIG] Literal too large")
+            self.sendLine(b"* BYE Literal too large")
+            self.transport.loseConnection()
+            self.blocked = []  # ignore whatever else arrives
+            return b""
+        self._nonSyncLiteral = True
+        return line[: match.start()] + b"{%d}" % (size,)
+
+    def sendContinuationRequest(self, msg: bytes = b"Ready for additional command text") -> None:
+        if self._nonSyncLiteral:
+            self._nonSyncLiteral = False
+            return
+        super().sendContinuationRequest(msg)
 
     def _block(self) -> None:
         """
@@ -299,9 +349,19 @@ class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
                 caps[b"SASL-IR"] = None
             else:
                 caps[b"LOGINDISABLED"] = None
+        caps[b"LITERAL+"] = None
+        caps[b"ID"] = None
+        caps[b"ENABLE"] = None
         caps[b"NAMESPACE"] = None
         caps[b"IDLE"] = None
         caps[b"CHILDREN"] = None
+        caps[b"UIDPLUS"] = None
+        caps[b"MOVE"] = None
+        caps[b"UNSELECT"] = None
+        caps[b"SPECIAL-USE"] = None
+        caps[b"CREATE-SPECIAL-USE"] = None
+        caps[b"QUOTA"] = None
+        caps[b"QUOTA=RES-STORAGE"] = None
         caps[b"APPENDLIMIT=%d" % (self.maxMessageSize,)] = None
         return caps
 
@@ -412,7 +472,7 @@ class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
             d: Deferred[Any] = Deferred()
             d.errback(UnauthorizedLogin())
         else:
-            d = maybeDeferred(self.portal.login, credentials, self.session, IAccount)
+            d = maybeDeferred(self.portal.login, credentials, None, IAccount)
         d.addCallbacks(self._cbLogin, self._ebLogin, (tag, user, method), None, (tag, user, method), None)
 
     def _cbLogin(self, result: tuple[Any, Any, Any], tag: bytes, user: bytes, method: str) -> None:
@@ -604,9 +664,6 @@ class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
         else:
             self.sendPositiveResponse(tag, done)
 
-    def do_CREATE(self, tag: bytes, name: bytes) -> None:
-        self._mailboxCommand(tag, b"CREATE completed", self.account.create, name)
-
     def do_DELETE(self, tag: bytes, name: bytes) -> None:
         self._mailboxCommand(tag, b"DELETE completed", self.account.delete, name)
 
@@ -619,19 +676,19 @@ class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
     def do_UNSUBSCRIBE(self, tag: bytes, name: bytes) -> None:
         self._mailboxCommand(tag, b"UNSUBSCRIBE completed", self.account.unsubscribe, name)
 
-    auth_CREATE = select_CREATE = (do_CREATE, IMAP4Server.arg_finalastring)
     auth_DELETE = select_DELETE = (do_DELETE, IMAP4Server.arg_finalastring)
     auth_RENAME = select_RENAME = (do_RENAME, IMAP4Server.arg_astring, IMAP4Server.arg_finalastring)
     auth_SUBSCRIBE = select_SUBSCRIBE = (do_SUBSCRIBE, IMAP4Server.arg_finalastring)
     auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (do_UNSUBSCRIBE, IMAP4Server.arg_finalastring)
 
     def _listWork(self, tag: bytes, ref: bytes, mbox: bytes, sub: int, cmdName: bytes) -> None:
+        lister = self.account.listSubscribed if sub else self.account.listMailboxes
         try:
-            mailboxes = self.account.listMailboxes(self._decodeName(ref), self._decodeName(mbox))
+            mailboxes = lister(self._decodeName(ref), self._decodeName(mbox))
         except (MailError, MailboxException) as e:
             self._mailboxNo(tag, e)
             return
-        self._cbListWork(mailboxes, tag, sub, cmdName)
+        self._cbListWork(mailboxes, tag, 0, cmdName)
 
     auth_LIST = select_LIST = (_listWork, IMAP4Server.arg_astring, IMAP4Server.arg_astring, 0, b"LIST")
     auth_LSUB = select_LSUB = (_listWork, IMAP4Server.arg_astring, IMAP4Server.arg_astring, 1, b"LSUB")
@@ -690,8 +747,15 @@ class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
             self.sendNegativeResponse(tag, b"[TRYCREATE] Mailbox doesn't exist")
             return
         self._block()
-        d = maybeDeferred(target.addMessage, message, flags or [], date)
+        d = Deferred.fromCoroutine(self._checkedAppend(target, message, flags or [], date))
         d.addCallbacks(self._appended, self._appendFailed, (tag, target), None, (tag,), None)
+
+    async def _checkedAppend(self, target: Any, message: Any, flags: list[bytes], date: Optional[bytes]) -> int:
+        message.seek(0, 2)
+        size = message.tell()
+        message.seek(0)
+        await self._checkQuota(size)
+        return await maybeDeferred(target.addMessage, message, flags, date)
 
     auth_APPEND = select_APPEND = (
         do_APPEND,
@@ -704,7 +768,9 @@ class IMAPServer(FetchMixin, SearchMixin, IMAP4Server):
     def _appended(self, uid: int, tag: bytes, target: Any) -> None:
         if self.mbox is not None and getattr(self.mbox, "isSelectedFolder", lambda _: False)(target):
             self._syncSelected()
-        self.sendPositiveResponse(tag, b"APPEND completed")
+        self.sendPositiveResponse(
+            tag, b"[APPENDUID %d %d] APPEND completed" % (target.getUIDValidity(), uid)
+        )
         self._unblock()
 
     def _appendFailed(self, failure: Failure, tag: bytes) -> None:

@@ -1,0 +1,331 @@
+# -*- test-case-name: tests.protocols.test_imap_extensions -*-
+"""
+Tests for L{mailsrv.protocols.imap.extensions} and LITERAL+: bytes in and
+bytes out over a L{StringTransport}, against the in-memory store.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet import defer
+from twisted.trial import unittest
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from mailsrv.interfaces import IQuota
+from mailsrv.protocols.imap.account import DEFAULT_FOLDERS
+
+from .test_imap import ALICE, IMAPS, MSG1, MSG2, IMAPTestMixin, deliver
+
+
+@implementer(IQuota)
+class FakeQuota:
+    """
+    Fixed limits and a usage counter.
+    """
+
+    def __init__(self, limits: dict[str, int], used: int = 0) -> None:
+        self.limits = limits
+        self.used = used
+
+    def limit(self, account: str) -> Optional[int]:
+        return self.limits.get(account)
+
+    def usage(self, account: str) -> "defer.Deferred[int]":
+        return defer.succeed(self.used)
+
+
+class ExtensionTestMixin(IMAPTestMixin):
+    defaultFolders = DEFAULT_FOLDERS  # type: ignore[assignment]
+
+    def setUp(self) -> None:
+        super().setUp()
+        deliver(self.store, ALICE, MSG1)
+        deliver(self.store, ALICE, MSG2)
+        self.login(IMAPS)
+
+
+class UIDPlusAndMoveTests(ExtensionTestMixin, unittest.SynchronousTestCase):
+    def test_appendUid(self) -> None:
+        """
+        APPEND answers C{[APPENDUID <uidvalidity> <uid>]}.
+        """
+        validity = self.store.openFolder(ALICE, "Archive").uidValidity()
+        self.assertEqual(self.send(b"a APPEND Archive {6}\r\n"), b"+ Ready for 6 octets of data\r\n")
+        self.assertEqual(self.send(b"x\r\ny\r\n\r\n"), b"a OK [APPENDUID %d 1] APPEND completed\r\n" % validity)
+
+    def test_copyUid(self) -> None:
+        """
+        COPY and UID COPY answer C{[COPYUID <validity> <source> <target>]}
+        with compact sets.
+        """
+        self.select()
+        validity = self.store.openFolder(ALICE, "Trash").uidValidity()
+        self.assertEqual(
+            self.send(b"c COPY 1:* Trash\r\n"), b"c OK [COPYUID %d 1:2 1:2] COPY completed\r\n" % validity
+        )
+        self.assertEqual(
+            self.send(b"d UID COPY 2 Trash\r\n"), b"d OK [COPYUID %d 2 3] COPY completed\r\n" % validity
+        )
+
+    def test_move(self) -> None:
+        """
+        MOVE sends C{* OK [COPYUID ...]}, then EXPUNGE for each message moved
+        (numbers valid as sent), then the tagged OK; the messages are in the
+        target with their flags.
+        """
+        self.select()
+        self.send(b"f STORE 2 +FLAGS (\\Flagged)\r\n")
+        validity = self.store.openFolder(ALICE, "Archive").uidValidity()
+        self.assertEqual(
+            self.send(b"m MOVE 1:2 Archive\r\n"),
+            b"* OK [COPYUID %d 1:2 1:2] Moved\r\n* 1 EXPUNGE\r\n* 1 EXPUNGE\r\nm OK MOVE completed\r\n" % validity,
+        )
+        archive = self.store.openFolder(ALICE, "Archive")
+        self.assertEqual([sorted(m.flags) for m in archive.messages()], [[], ["\\Flagged"]])
+        self.assertEqual(self.store.openFolder(ALICE).messages(), ())
+
+    def test_uidMoveAndMissing(self) -> None:
+        """
+        UID MOVE of an absent UID moves nothing and still answers OK; MOVE to
+        a missing mailbox is C{[TRYCREATE]}; MOVE in EXAMINE is refused.
+        """
+        self.select()
+        self.assertEqual(self.send(b"m UID MOVE 99 Archive\r\n"), b"m OK MOVE completed\r\n")
+        self.assertEqual(self.send(b"n MOVE 1 Nowhere\r\n"), b"n NO [TRYCREATE] Mailbox doesn't exist\r\n")
+        self.send(b"e EXAMINE INBOX\r\n")
+        self.assertEqual(self.send(b"o MOVE 1 Archive\r\n"), b"o NO [READ-ONLY] Mailbox is read-only\r\n")
+
+    def test_uidExpunge(self) -> None:
+        """
+        UID EXPUNGE removes only deleted messages in its UID set; plain
+        EXPUNGE with an argument and UID EXPUNGE without are BAD.
+        """
+        self.select()
+        self.send(b"s STORE 1:2 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.assertEqual(self.send(b"x UID EXPUNGE 2\r\n"), b"* 2 EXPUNGE\r\nx OK EXPUNGE completed\r\n")
+        self.assertEqual([m.uid for m in self.store.openFolder(ALICE).messages()], [1])
+        self.assertTrue(self.send(b"y UID EXPUNGE\r\n").startswith(b"y BAD"))
+        self.assertTrue(self.send(b"z EXPUNGE 1\r\n").startswith(b"z BAD"))
+
+    def test_unselect(self) -> None:
+        """
+        UNSELECT leaves the selected state without expunging.
+        """
+        self.select()
+        self.send(b"s STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.assertEqual(self.send(b"u UNSELECT\r\n"), b"u OK UNSELECT completed\r\n")
+        self.assertEqual(self.server.state, "auth")
+        self.assertEqual(len(self.store.openFolder(ALICE).messages()), 2)
+        self.assertTrue(self.send(b"v FETCH 1 FLAGS\r\n").startswith(b"v BAD"))
+
+    def test_closeExpungesSilently(self) -> None:
+        """
+        CLOSE expunges without untagged EXPUNGE responses.
+        """
+        self.select()
+        self.send(b"s STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.assertEqual(self.send(b"c CLOSE\r\n"), b"c OK CLOSE completed\r\n")
+        self.assertEqual([m.uid for m in self.store.openFolder(ALICE).messages()], [2])
+
+
+class SmallExtensionTests(ExtensionTestMixin, unittest.SynchronousTestCase):
+    def test_enable(self) -> None:
+        """
+        ENABLE of something unknown answers an empty ENABLED (RFC 5161).
+        """
+        self.assertEqual(self.send(b"e ENABLE FOO BAR\r\n"), b"* ENABLED\r\ne OK ENABLE completed\r\n")
+
+    def test_id(self) -> None:
+        """
+        ID with NIL or a list answers the server's name, and logs the
+        client's.
+        """
+        expected = b'* ID ("name" "mailsrv" "vendor" "mailsrv")\r\n'
+        self.assertEqual(self.send(b"i ID NIL\r\n"), expected + b"i OK ID completed\r\n")
+        self.assertEqual(
+            self.send(b'j ID ("name" "Thunderbird" "version" "115")\r\n'), expected + b"j OK ID completed\r\n"
+        )
+        self.assertIn("Thunderbird", [e.get("clientName") for e in self.events])
+        self.assertTrue(self.send(b'k ID ("odd")\r\n').startswith(b"k BAD"))
+
+    def test_literalPlus(self) -> None:
+        """
+        A C{{n+}} literal gets no continuation request, for APPEND and for
+        string arguments.
+        """
+        response = self.send(b"a APPEND INBOX {6+}\r\nx\r\ny\r\n\r\n")
+        self.assertTrue(response.startswith(b"a OK [APPENDUID"), response)
+        self.assertNotIn(b"+ Ready", response)
+        response = self.send(b"b CREATE {4+}\r\nWork\r\n")
+        self.assertEqual(response, b"b OK CREATE completed\r\n")
+        self.assertIn("Work", self.store.listFolders(ALICE))
+
+    def test_literalPlusTooBig(self) -> None:
+        """
+        A non-synchronising literal over its limit is refused without being
+        read, and the connection closes (its bytes would otherwise run as
+        commands).
+        """
+        response = self.send(b"a APPEND INBOX {999999999+}\r\nSELECT INBOX\r\n")
+        self.assertEqual(response, b"a BAD [TOOBIG] Literal too large\r\n* BYE Literal too large\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_literalPlusStringLimit(self) -> None:
+        """
+        Outside APPEND the limit is 4096 octets.
+        """
+        response = self.send(b"b CREATE {5000+}\r\n")
+        self.assertTrue(response.startswith(b"b BAD [TOOBIG]"), response)
+
+
+class SpecialUseTests(ExtensionTestMixin, unittest.SynchronousTestCase):
+    def test_defaultFoldersCreatedAndSubscribed(self) -> None:
+        """
+        Login created Sent, Drafts, Trash, Junk and Archive, subscribed, and
+        LIST shows their special-use attributes.
+        """
+        self.assertEqual(sorted(self.store.listFolders(ALICE)), sorted(["INBOX", *DEFAULT_FOLDERS]))
+        self.assertEqual(sorted(self.store.subscriptions(ALICE)), sorted(DEFAULT_FOLDERS))
+        response = self.send(b'l LIST "" "*"\r\n')
+        self.assertIn(b'* LIST (\\HasNoChildren \\Sent) "." "Sent"\r\n', response)
+        self.assertIn(b'* LIST (\\HasNoChildren \\Junk) "." "Junk"\r\n', response)
+        self.assertIn(b'* LIST (\\HasNoChildren) "." "INBOX"\r\n', response)
+
+    def test_createSpecialUse(self) -> None:
+        """
+        CREATE with C{(USE (\\Flagged))} records the attribute (any case);
+        an unknown attribute is C{[USEATTR]}.
+        """
+        self.assertEqual(self.send(b"c CREATE Starred (USE (\\flagged))\r\n"), b"c OK CREATE completed\r\n")
+        self.assertEqual(dict(self.store.specialUse(ALICE)), {"Starred": "\\Flagged"})
+        self.assertIn(b'"." "Starred"', self.send(b'l LIST "" Starred\r\n'))
+        self.assertIn(b"\\Flagged", self.send(b'l LIST "" Starred\r\n'))
+        self.assertEqual(
+            self.send(b"d CREATE Odd (USE (\\Bogus))\r\n"), b"d NO [USEATTR] Unsupported special-use attribute\r\n"
+        )
+
+    def test_subscriptionsAcrossSessions(self) -> None:
+        """
+        SUBSCRIBE is kept by the store: a new session's LSUB shows it, also
+        for a name that does not exist (C{\\Noselect}).
+        """
+        self.send(b"a SUBSCRIBE Later\r\n")
+        self.send(b"b UNSUBSCRIBE Junk\r\n")
+        self.login(IMAPS)
+        response = self.send(b'l LSUB "" *\r\n')
+        self.assertIn(b'* LSUB (\\Noselect) "." "Later"\r\n', response)
+        self.assertNotIn(b'"Junk"', response)
+        self.assertIn(b'"Sent"', response)
+
+
+class QuotaTests(ExtensionTestMixin, unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.quota = FakeQuota({ALICE: 10 * 1024}, used=5000)
+        self.server.account.quota = self.quota
+
+    def test_interface(self) -> None:
+        """
+        The fake honours the interface the server uses.
+        """
+        self.assertTrue(verifyObject(IQuota, self.quota))
+
+    def test_getQuotaRoot(self) -> None:
+        """
+        GETQUOTAROOT names the root C{""}; GETQUOTA reports KiB used (rounded
+        up) and the limit.
+        """
+        self.assertEqual(
+            self.send(b"q GETQUOTAROOT INBOX\r\n"),
+            b'* QUOTAROOT INBOX ""\r\n* QUOTA "" (STORAGE 5 10)\r\nq OK GETQUOTAROOT completed\r\n',
+        )
+        self.assertEqual(
+            self.send(b'r GETQUOTA ""\r\n'), b'* QUOTA "" (STORAGE 5 10)\r\nr OK GETQUOTA completed\r\n'
+        )
+        self.assertEqual(self.send(b"s GETQUOTA other\r\n"), b"s NO [NONEXISTENT] No such quota root\r\n")
+        self.assertTrue(self.send(b"t SETQUOTA \"\" (STORAGE 1)\r\n").startswith(b"t NO [NOPERM]"))
+
+    def test_noLimit(self) -> None:
+        """
+        Without a limit there is no quota root.
+        """
+        self.quota.limits = {}
+        self.assertEqual(self.send(b"q GETQUOTAROOT INBOX\r\n"), b'* QUOTAROOT INBOX\r\nq OK GETQUOTAROOT completed\r\n')
+
+    def test_appendOverQuota(self) -> None:
+        """
+        An APPEND that would pass the limit is C{NO [OVERQUOTA]} and stores
+        nothing; one that fits is stored.
+        """
+        self.quota.used = 10 * 1024 - 3
+        self.send(b"a APPEND INBOX {6}\r\n")
+        self.assertEqual(self.send(b"x\r\ny\r\n\r\n"), b"a NO [OVERQUOTA] Quota exceeded\r\n")
+        self.assertEqual(len(self.store.openFolder(ALICE).messages()), 2)
+        self.quota.used = 0
+        self.send(b"b APPEND INBOX {6}\r\n")
+        self.assertTrue(self.send(b"x\r\ny\r\n\r\n").startswith(b"b OK"))
+
+    def test_copyOverQuota(self) -> None:
+        """
+        COPY counts the copied sizes against the quota; MOVE does not (it
+        adds nothing).
+        """
+        self.quota.used = 10 * 1024 - 10
+        self.select()
+        self.assertEqual(self.send(b"c COPY 1:2 Trash\r\n"), b"c NO [OVERQUOTA] Quota exceeded\r\n")
+        self.assertTrue(self.send(b"m MOVE 1:2 Trash\r\n").endswith(b"m OK MOVE completed\r\n"))
+
+
+class ConcurrencyTests(ExtensionTestMixin, unittest.SynchronousTestCase):
+    def second(self) -> Any:
+        """
+        A second session of alice, INBOX selected; the first stays current.
+        """
+        first = (self.server, self.transport)
+        self.login(IMAPS)
+        self.select()
+        other = (self.server, self.transport)
+        self.server, self.transport = first
+        return other
+
+    def test_flagChangeReportedToOtherSession(self) -> None:
+        """
+        A flag change by one session reaches the other as an untagged FETCH
+        at its next NOOP.
+        """
+        self.select()
+        otherServer, otherTransport = self.second()
+        self.send(b"s STORE 2 +FLAGS (\\Seen)\r\n")
+        self.server, self.transport = otherServer, otherTransport
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"* 2 FETCH (FLAGS (\\Seen))\r\nn OK NOOP completed\r\n")
+
+    def test_moveSeenAsExpungeElsewhere(self) -> None:
+        """
+        A MOVE in one session is an EXPUNGE with a correct sequence number in
+        the other, and later numbers shift.
+        """
+        deliver(self.store, ALICE, MSG1)
+        self.select()
+        otherServer, otherTransport = self.second()
+        self.send(b"m MOVE 2 Archive\r\n")
+        self.server, self.transport = otherServer, otherTransport
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"* 2 EXPUNGE\r\nn OK NOOP completed\r\n")
+        self.assertEqual(self.send(b"f FETCH 2 UID\r\n"), b"* 2 FETCH (UID 3)\r\nf OK FETCH completed\r\n")
+
+    def test_bothMoveSameMessage(self) -> None:
+        """
+        Two sessions move the same message: it ends up in one folder once;
+        the late session's MOVE answers OK without COPYUID.
+        """
+        self.select()
+        otherServer, otherTransport = self.second()
+        self.send(b"m MOVE 1 Archive\r\n")
+        self.server, self.transport = otherServer, otherTransport
+        self.assertEqual(self.send(b"m MOVE 1 Trash\r\n"), b"m OK MOVE completed\r\n")
+        total = len(self.store.openFolder(ALICE, "Archive").messages()) + len(
+            self.store.openFolder(ALICE, "Trash").messages()
+        )
+        self.assertEqual(total, 1)
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"* 1 EXPUNGE\r\nn OK NOOP completed\r\n")
