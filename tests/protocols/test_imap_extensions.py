@@ -162,6 +162,25 @@ class SmallExtensionTests(ExtensionTestMixin, unittest.SynchronousTestCase):
         self.assertEqual(response, b"b OK CREATE completed\r\n")
         self.assertIn("Work", self.store.listFolders(ALICE))
 
+    def test_literalPlusQueuedBehindFetch(self) -> None:
+        """
+        A LITERAL+ APPEND pipelined behind a FETCH that is still streaming
+        (so its lines are queued) is parsed as one literal, not as
+        commands.
+        """
+        self.select()
+        self.transport.clear()
+        self.server.dataReceived(b"f FETCH 1 BODY.PEEK[]\r\na APPEND INBOX {12+}\r\nx\r\ny\r\nNOOP\r\n\r\nb NOOP\r\n")
+        self.pump()
+        response = self.transport.value()
+        self.assertIn(b"f OK FETCH completed\r\n", response)
+        self.assertIn(b"a OK [APPENDUID", response)
+        self.assertIn(b"b OK NOOP completed\r\n", response)
+        self.assertNotIn(b"BAD", response)
+        folder = self.store.openFolder(ALICE)
+        with folder.openMessage(folder.messages()[-1].uid) as f:
+            self.assertEqual(f.read(), b"x\r\ny\r\nNOOP\r\n")
+
     def test_literalPlusTooBig(self) -> None:
         """
         A non-synchronising literal over its limit is refused without being

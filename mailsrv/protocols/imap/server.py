@@ -318,7 +318,17 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         # Kept on self so that STARTTLS can empty it (injection fix).
         self._replayQueue = commands
         while commands and self.blocked is None:
-            self.lineReceived(commands.pop(0))
+            if self.line_mode:
+                self.lineReceived(commands.pop(0))
+                continue
+            # A replayed line opened a LITERAL+ literal: the lines queued
+            # after it were split from the literal's bytes and go back to
+            # the raw stream, ahead of anything not yet parsed.
+            raw = b"".join(line + b"\r\n" for line in commands)
+            del commands[:]
+            self._buffer = raw + self._buffer
+            if not self._busyReceiving:
+                IMAP4Server.dataReceived(self, b"")
         if self.blocked is not None:
             self.blocked.extend(commands)
             del commands[:]

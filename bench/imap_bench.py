@@ -1,0 +1,269 @@
+"""
+IMAP on a large folder: a 10,000-message INBOX written straight into the
+Maildir (as a migration leaves it), then over implicit TLS (C{imaps}):
+
+ - C{login_select_s}: connect, LOGIN and SELECT INBOX (first, cold, and the
+   median of warm ones);
+ - C{fetch_all_s}: C{FETCH 1:* (FLAGS UID RFC822.SIZE ENVELOPE)};
+ - C{uid_search_header_s}: C{UID SEARCH HEADER Subject x};
+ - C{fetch_body_1000_s}: C{FETCH 1:1000 BODY.PEEK[]} (PEEK so that every
+   round measures the same work; BODY[] would also rename 1,000 files to
+   set C{\\Seen});
+ - C{idle_rss_per_connection_bytes}: the server's resident memory growth
+   per authenticated connection sitting in IDLE (each SELECTs the small
+   C{Drafts} folder), over C{idle} connections.
+
+Standalone: C{run(host, ports, user, password)} measures a running server
+whose user already has the folder (see L{generateMaildir}); C{python -m
+bench.imap_bench} starts a mailsrv of its own and prints the JSON.  The
+client is a raw socket reader: C{imaplib} would spend more CPU parsing than
+the server spends answering.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import resource
+import socket
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+MESSAGES = 10_000
+IDLE = 1_000
+
+_LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
+
+
+def _context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class IMAPConnection:
+    """
+    A minimal IMAP client: send a command, read the response up to its
+    tagged line, skipping literals by their announced size.
+    """
+
+    def __init__(self, host: str, port: int, tls: bool = True) -> None:
+        sock = socket.create_connection((host, port), timeout=120)
+        self.sock = _context().wrap_socket(sock) if tls else sock
+        self.buf = bytearray()
+        self.counter = 0
+        self._line()
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("closed")
+        self.buf += chunk
+
+    def _line(self) -> bytes:
+        while True:
+            end = self.buf.find(b"\r\n")
+            if end >= 0:
+                line = bytes(self.buf[: end + 2])
+                del self.buf[: end + 2]
+                return line
+            self._fill()
+
+    def _skip(self, size: int) -> None:
+        while len(self.buf) < size:
+            self._fill()
+        del self.buf[:size]
+
+    def command(self, text: bytes) -> tuple[bytes, int]:
+        """
+        Run one command; returns the tagged line and the number of
+        untagged lines.
+        """
+        self.counter += 1
+        tag = b"b%d" % self.counter
+        self.sock.sendall(tag + b" " + text + b"\r\n")
+        untagged = 0
+        while True:
+            line = self._line()
+            while True:
+                match = _LITERAL.search(line)
+                if match is None:
+                    break
+                self._skip(int(match.group(1)))
+                line = self._line()
+            if line.startswith(tag + b" "):
+                if not line.startswith(tag + b" OK"):
+                    raise RuntimeError(f"{text!r} failed: {line!r}")
+                return line, untagged
+            untagged += 1
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def makeMessage(i: int) -> bytes:
+    """
+    A plausible 2-3 KiB message; one in ten has C{x} as a subject word.
+    """
+    subject = f"Report {i} x" if i % 10 == 0 else f"Report {i}"
+    body = "".join(f"Line {n} of message {i}: lorem ipsum dolor sit amet.\r\n" for n in range(40))
+    return (
+        f"Return-Path: <sender{i % 50}@remote.test>\r\n"
+        f"From: Sender {i % 50} <sender{i % 50}@remote.test>\r\n"
+        "To: Bench <bench@example.test>\r\n"
+        f"Cc: list{i % 7}@remote.test\r\n"
+        f"Subject: {subject}\r\n"
+        f"Date: Mon, 01 Jan 2024 {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d} +0000\r\n"
+        f"Message-ID: <bench-{i}@remote.test>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + body
+    ).encode()
+
+
+def generateMaildir(maildir: Path, count: int = MESSAGES) -> None:
+    """
+    Write C{count} messages into C{maildir/cur} (no uidlist: the server
+    gives the UIDs on first SELECT, as after a migration without one).
+    """
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+    start = 1_700_000_000
+    for i in range(count):
+        data = makeMessage(i)
+        flags = "S" if i % 3 else ""
+        name = f"{start + i}.M{i}P1.bench,S={len(data)},W={len(data)}:2,{flags}"
+        with open(maildir / "cur" / name, "wb") as f:
+            f.write(data)
+        os.utime(maildir / "cur" / name, (start + i, start + i))
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _login(host: str, port: int, user: str, password: str) -> IMAPConnection:
+    conn = IMAPConnection(host, port)
+    conn.command(b'LOGIN "%s" "%s"' % (user.encode(), password.encode()))
+    return conn
+
+
+def run(
+    host: str,
+    ports: dict[str, int],
+    user: str,
+    password: str,
+    *,
+    pid: Optional[int] = None,
+    idle: int = IDLE,
+    rounds: int = 3,
+) -> dict[str, Any]:
+    """
+    Measure a running server; C{user}'s INBOX must hold the large folder.
+    C{pid} (the server process) enables the memory measurement.
+    """
+    port = ports["imaps"]
+    result: dict[str, Any] = {}
+    selects = []
+    for _ in range(rounds + 1):
+        started = time.perf_counter()
+        conn = _login(host, port, user, password)
+        _, untagged = conn.command(b"SELECT INBOX")
+        selects.append(time.perf_counter() - started)
+        conn.close()
+    result["login_select_cold_s"] = round(selects[0], 4)
+    result["login_select_s"] = round(statistics.median(selects[1:]), 4)
+
+    conn = _login(host, port, user, password)
+    conn.command(b"SELECT INBOX")
+    timings: dict[str, list[float]] = {"fetch_all_s": [], "uid_search_header_s": [], "fetch_body_1000_s": []}
+    counts: dict[str, int] = {}
+    for _ in range(rounds):
+        for key, command in (
+            ("fetch_all_s", b"FETCH 1:* (FLAGS UID RFC822.SIZE ENVELOPE)"),
+            ("uid_search_header_s", b"UID SEARCH HEADER Subject x"),
+            ("fetch_body_1000_s", b"FETCH 1:1000 BODY.PEEK[]"),
+        ):
+            started = time.perf_counter()
+            _, counts[key] = conn.command(command)
+            timings[key].append(time.perf_counter() - started)
+    conn.close()
+    for key, values in timings.items():
+        result[key] = round(statistics.median(values), 4)
+    result["fetch_all_responses"] = counts["fetch_all_s"]
+
+    if pid is not None and idle:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < idle + 100:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, idle + 1000), hard))
+        before = _rss(pid)
+        idlers = []
+        started = time.perf_counter()
+        try:
+            for _ in range(idle):
+                c = _login(host, port, user, password)
+                c.command(b"SELECT Drafts")
+                c.counter += 1
+                c.sock.sendall(b"i IDLE\r\n")
+                assert c._line().startswith(b"+")
+                idlers.append(c)
+            time.sleep(1.0)
+            after = _rss(pid)
+        finally:
+            for c in idlers:
+                c.close()
+        result["idle_connections"] = len(idlers)
+        result["idle_setup_s"] = round(time.perf_counter() - started, 2)
+        result["idle_rss_before_bytes"] = before
+        result["idle_rss_after_bytes"] = after
+        result["idle_rss_per_connection_bytes"] = (after - before) // max(len(idlers), 1)
+    return result
+
+
+def main() -> None:
+    """
+    Start a mailsrv of our own on loopback, fill the folder, measure, print
+    JSON (with the machine it ran on).
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from mailsrv.testing.server import RunningServer
+
+    count = int(os.environ.get("IMAP_BENCH_MESSAGES", MESSAGES))
+    idle = int(os.environ.get("IMAP_BENCH_IDLE", IDLE))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * idle + 1000)), hard))
+    with tempfile.TemporaryDirectory(prefix="imap-bench-") as tmp:
+        server = RunningServer(Path(tmp), endpoints=("smtp", "imaps"))
+        user = "bench@example.test"
+        server.addUser(user, "bench-password")
+        generateMaildir(server.maildir(user), count)
+        server.start()
+        try:
+            assert server.process is not None
+            result = run("127.0.0.1", server.ports, user, "bench-password", pid=server.process.pid, idle=idle)
+        finally:
+            server.stop()
+    result["messages"] = count
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
