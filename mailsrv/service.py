@@ -143,6 +143,10 @@ class MailService(MultiService):
     def _factoryFor(self, policy: EndpointPolicy) -> ServerFactory:
         hostname = self.config.server.hostname
         tls = None if policy.tls is TLSMode.NONE else self.tls
+        if policy.protocol is Protocol.HTTP:
+            from mailsrv.http.site import siteForService
+
+            return siteForService(self)
         if policy.protocol in (Protocol.SMTP, Protocol.SUBMISSION):
             return SMTPFactory(
                 policy,

@@ -25,7 +25,9 @@ from mailsrv.config.schema import (
     Config,
     DeliveryConfig,
     DNSConfig,
+    HTTPConfig,
     LimitsConfig,
+    MTASTSConfig,
     QueueConfig,
     RelayConfig,
     SubmissionConfig,
@@ -228,8 +230,14 @@ def _endpoint(name: str, t: _Table) -> EndpointPolicy:
     defaultTLS = base.tls if base else (
         TLSMode.STARTTLS if protocol is Protocol.SMTP else TLSMode.STARTTLS_REQUIRED
     )
+    if protocol is Protocol.HTTP:
+        defaultTLS = TLSMode.NONE
     tls = t.take("tls", str, defaultTLS, _enum(TLSMode))
-    auth = t.take("auth", bool, base.auth if base else protocol is not Protocol.SMTP)
+    if protocol is Protocol.HTTP and tls not in (TLSMode.NONE, TLSMode.IMPLICIT):
+        raise t.error("tls", 'an http endpoint has tls = "none" or "implicit" (HTTPS)')
+    auth = t.take("auth", bool, base.auth if base else protocol not in (Protocol.SMTP, Protocol.HTTP))
+    if protocol is Protocol.HTTP and auth:
+        raise t.error("auth", "an http endpoint does not authenticate")
     proxyProtocol = t.take("proxy_protocol", bool, False)
     trustedProxies = t.take("trusted_proxies", list, (), _networks)
     t.finish()
@@ -401,6 +409,45 @@ def _delivery(t: _Table) -> DeliveryConfig:
     return delivery
 
 
+def _http(t: _Table) -> HTTPConfig:
+    d = HTTPConfig()
+    http = HTTPConfig(
+        metricsNetworks=t.take("metrics_networks", list, d.metricsNetworks, _stringList(_ipNetwork)),
+    )
+    t.finish()
+    return http
+
+
+def _maxAge(value: int) -> int:
+    # RFC 8461 section 3.2: at most 31557600 seconds (about a year).
+    if not 0 <= value <= 31557600:
+        raise ValueError("must be between 0 and 31557600 seconds")
+    return value
+
+
+def _mxPattern(value: str) -> str:
+    # RFC 8461 section 4.1: a host name, or "*." and a host name.
+    return "*." + _hostname(value[2:]) if value.startswith("*.") else _hostname(value)
+
+
+def _mtaSts(t: _Table) -> MTASTSConfig:
+    d = MTASTSConfig()
+    mtaSts = MTASTSConfig(
+        mode=t.take("mode", str, d.mode, _choice("testing", "enforce", "none")),
+        maxAge=t.take("max_age", int, d.maxAge, _maxAge),
+        mx=t.take("mx", list, d.mx, _stringList(_mxPattern)),
+    )
+    t.finish()
+    return mtaSts
+
+
+# The HTTP endpoint's sections (mailsrv.http): TOML name -> (Config field, parser).
+_OPS_SECTIONS: dict[str, tuple[str, Callable[[_Table], Any]]] = {
+    "http": ("http", _http),
+    "mta_sts": ("mtaSts", _mtaSts),
+}
+
+
 # Sections of the outbound side, read before the rest of the document.
 _OUTBOUND_SECTIONS: dict[str, Callable[[_Table], Any]] = {
     "submission": _submission,
@@ -418,8 +465,9 @@ def parseConfig(data: dict[str, Any], source: str) -> Config:
     if not isinstance(data, dict):
         return _parseCore(data, source)
     rest = dict(data)
-    top = _Table(source, "", {k: rest.pop(k) for k in _OUTBOUND_SECTIONS if k in rest})
+    top = _Table(source, "", {k: rest.pop(k) for k in (*_OUTBOUND_SECTIONS, *_OPS_SECTIONS) if k in rest})
     sections = {name: parse(top.table(name)) for name, parse in _OUTBOUND_SECTIONS.items()}
+    sections.update({field: parse(top.table(name)) for name, (field, parse) in _OPS_SECTIONS.items()})
     return dataclasses.replace(_parseCore(rest, source), **sections)
 
 

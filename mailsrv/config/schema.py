@@ -187,6 +187,34 @@ class DeliveryConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class HTTPConfig:
+    """
+    The optional HTTP endpoint (an C{[endpoints.X]} with C{protocol =
+    "http"}); see L{mailsrv.http}.
+
+    @ivar metricsNetworks: client networks allowed to read C{/metrics}.
+    """
+
+    metricsNetworks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+
+@dataclasses.dataclass(frozen=True)
+class MTASTSConfig:
+    """
+    The MTA-STS policy (RFC 8461) served at C{/.well-known/mta-sts.txt}.
+
+    @ivar mode: C{testing} (report only), C{enforce} or C{none}.
+    @ivar maxAge: seconds senders cache the policy.
+    @ivar mx: MX host patterns the policy allows; empty means
+        C{server.hostname}.
+    """
+
+    mode: str = "testing"
+    maxAge: int = 604800
+    mx: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     source: str  # the file read, or "<defaults>"
     server: ServerConfig
@@ -199,6 +227,8 @@ class Config:
     relay: RelayConfig = dataclasses.field(default_factory=RelayConfig)
     delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
     authThrottle: AuthThrottleConfig = dataclasses.field(default_factory=AuthThrottleConfig)
+    http: HTTPConfig = dataclasses.field(default_factory=HTTPConfig)
+    mtaSts: MTASTSConfig = dataclasses.field(default_factory=MTASTSConfig)
 
     def endpoint(self, name: str) -> EndpointPolicy:
         for e in self.endpoints:

@@ -9,7 +9,8 @@ running configuration stays in force and the log says why, so a typo never
 takes the server down.
 
 What a valid new file changes at once (L{LIVE_KEYS}): C{[tls] cert/key}
-(the next connection gets the new certificate) and C{[server] domains}.
+(the next connection gets the new certificate), C{[server] domains},
+C{[mta_sts]} and C{[http] metrics_networks}.
 Every other changed key is listed in a warning that says a restart is
 needed: listeners, the data and config directories and protocol limits are
 built into objects that live connections hold.
@@ -39,8 +40,13 @@ from mailsrv.errors import ConfigError
 
 PIDFILE_NAME = "mailsrv.pid"
 
+# Sections read afresh on every use (each HTTP request), applied as a whole.
+LIVE_SECTIONS = {"mtaSts": "mta_sts", "http": "http"}
+
 # Dotted TOML keys applied without a restart.
-LIVE_KEYS = frozenset({"tls.cert", "tls.key", "server.domains"})
+LIVE_KEYS = frozenset(
+    {"tls.cert", "tls.key", "server.domains", "mta_sts.mode", "mta_sts.max_age", "mta_sts.mx", "http.metrics_networks"}
+)
 
 
 log = Logger()
@@ -159,6 +165,11 @@ class Reloader:
                 config, server=dataclasses.replace(config.server, domains=new.server.domains)
             )
             result.applied.append("server.domains")
+        for attribute, section in LIVE_SECTIONS.items():
+            keys = [k for k in changed if k.startswith(section + ".")]
+            if keys:
+                config = dataclasses.replace(config, **{attribute: getattr(new, attribute)})
+                result.applied.extend(keys)
         result.restartNeeded = [k for k in changed if k not in LIVE_KEYS]
         self.service.config = config
         self._recheckFiles()

@@ -36,6 +36,7 @@ class Protocol(enum.Enum):
     SUBMISSION = "submission"  # clients sending mail: AUTH required
     POP3 = "pop3"
     IMAP = "imap"
+    HTTP = "http"  # MTA-STS policy, client autoconfig, metrics (mailsrv.http)
 
 
 @dataclasses.dataclass(frozen=True)

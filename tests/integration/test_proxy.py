@@ -148,13 +148,15 @@ def test_untrusted_source_refused(proxied: RunningServer) -> None:
     the refusal is logged with the real source.
     """
     port = proxied.ports["strict"]
-    line = Line(port)
     try:
-        line.send(v1Header("203.0.113.99", 40004, "127.0.0.1", port) + b"EHLO x\r\n")
-        assert line.silence(3.0) == b""
+        line = Line(port)
+        try:
+            line.send(v1Header("203.0.113.99", 40004, "127.0.0.1", port) + b"EHLO x\r\n")
+            assert line.silence(3.0) == b""
+        finally:
+            line.close()
     except ConnectionError:
-        pass  # reset (the server aborts at once): refused as well
-    line.close()
+        pass  # reset (the server aborts at once, even during connect): refused as well
     log = waitForLog(proxied, "PROXY connection from 127.0.0.1 on strict refused: not a trusted proxy")
     assert "203.0.113.99" not in log
 
@@ -165,10 +167,11 @@ def test_no_header_refused(proxied: RunningServer) -> None:
     back and is disconnected.
     """
     line = Line(proxied.ports["mx"])
-    line.send(b"EHLO not-a-proxy\r\n")
     try:
+        line.send(b"EHLO not-a-proxy\r\n")
         assert line.silence(3.0) == b""
     except ConnectionError:
-        pass
-    line.close()
+        pass  # reset: refused as well
+    finally:
+        line.close()
     waitForLog(proxied, "on mx refused: no PROXY header")

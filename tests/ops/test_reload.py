@@ -127,8 +127,16 @@ def test_live_keys_are_real_keys(service: MailService) -> None:
     from mailsrv.config.load import parseConfig
 
     a = parseConfig({}, "a")
-    b = parseConfig({"server": {"domains": ["x.test"]}, "tls": {"cert": "/c", "key": "/k"}}, "b")
-    assert set(changedKeys(a, b)) == LIVE_KEYS
+    c = parseConfig(
+        {
+            "server": {"domains": ["x.test"]},
+            "tls": {"cert": "/c", "key": "/k"},
+            "mta_sts": {"mode": "enforce", "max_age": 60, "mx": ["mx.x.test"]},
+            "http": {"metrics_networks": ["10.0.0.0/8"]},
+        },
+        "c",
+    )
+    assert set(changedKeys(a, c)) == LIVE_KEYS
 
 
 def test_pidfile_written_and_removed(service: MailService) -> None:

@@ -1,0 +1,186 @@
+# -*- test-case-name: tests.ops.test_metrics -*-
+"""
+Prometheus metrics counted from the structured log events.
+
+The protocols already emit one event per state change with stable fields
+(C{endpoint}, C{outcome}, C{tlsVersion}, C{code}...).  L{MetricsObserver}
+is a C{twisted.logger} observer that turns those events into counters, so
+the protocol code knows nothing about metrics and every number on
+C{/metrics} has a log line an operator can grep behind it.
+
+Each L{Metrics} has its own C{CollectorRegistry} (not the process-global
+one), so tests can build as many as they like.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from twisted.application.service import Service
+from twisted.logger import ILogObserver, globalLogPublisher
+from zope.interface import implementer
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """
+    The counters; L{observe} is the log observer that feeds them.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Counter(
+            "mailsrv_connections", "Client connections accepted", ["endpoint", "protocol"], registry=r
+        )
+        self.tls = Counter(
+            "mailsrv_tls_handshakes", "TLS handshakes completed", ["endpoint", "version"], registry=r
+        )
+        self.auth = Counter(
+            "mailsrv_auth_attempts", "Authentication attempts by outcome", ["protocol", "outcome"], registry=r
+        )
+        self.messages = Counter(
+            "mailsrv_messages",
+            "Messages at the end of DATA/BDAT: accepted or rejected",
+            ["endpoint", "result"],
+            registry=r,
+        )
+        self.rejections = Counter(
+            "mailsrv_smtp_rejections",
+            "SMTP commands refused, by stage and reply code",
+            ["endpoint", "stage", "code"],
+            registry=r,
+        )
+        self.proxyRefused = Counter(
+            "mailsrv_proxy_refused", "PROXY protocol connections refused", ["endpoint", "reason"], registry=r
+        )
+        self.reloads = Counter("mailsrv_reloads", "Configuration reloads by outcome", ["outcome"], registry=r)
+        self.up = Gauge("mailsrv_up", "1 while the server runs", registry=r)
+        self.up.set(1)
+
+    def observe(self, event: dict[str, Any]) -> None:
+        """
+        Count one log event, if it is one of those counted.  Never raises:
+        a log observer that raises is removed by twisted.logger.
+        """
+        fmt = event.get("log_format")
+        if not isinstance(fmt, str):
+            return
+        handler = _dispatch(fmt)
+        if handler is not None:
+            try:
+                handler(self, event)
+            except Exception:  # a malformed event must not kill metrics
+                pass
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _label(event: dict[str, Any], key: str) -> str:
+    value = event.get(key)
+    return "-" if value is None else str(value)[:64]
+
+
+def _connection(protocol: str) -> Callable[[Metrics, dict[str, Any]], None]:
+    def count(m: Metrics, event: dict[str, Any]) -> None:
+        m.connections.labels(_label(event, "endpoint"), protocol).inc()
+
+    return count
+
+
+def _authOutcome(protocol: str) -> Callable[[Metrics, dict[str, Any]], None]:
+    def count(m: Metrics, event: dict[str, Any]) -> None:
+        if "outcome" in event:
+            m.auth.labels(protocol, _label(event, "outcome")).inc()
+
+    return count
+
+
+def _rejection(stage: str) -> Callable[[Metrics, dict[str, Any]], None]:
+    def count(m: Metrics, event: dict[str, Any]) -> None:
+        m.rejections.labels(_label(event, "endpoint"), stage, _label(event, "code")).inc()
+
+    return count
+
+
+def _accepted(m: Metrics, event: dict[str, Any]) -> None:
+    m.messages.labels(_label(event, "endpoint"), "accepted").inc()
+
+
+def _refused(m: Metrics, event: dict[str, Any]) -> None:
+    m.messages.labels(_label(event, "endpoint"), "rejected").inc()
+    m.rejections.labels(_label(event, "endpoint"), "data", _label(event, "code")).inc()
+
+
+def _tls(m: Metrics, event: dict[str, Any]) -> None:
+    m.tls.labels(_label(event, "endpoint"), _label(event, "tlsVersion")).inc()
+
+
+def _proxy(m: Metrics, event: dict[str, Any]) -> None:
+    m.proxyRefused.labels(_label(event, "endpoint"), _label(event, "outcome")).inc()
+
+
+def _reload(m: Metrics, event: dict[str, Any]) -> None:
+    m.reloads.labels(_label(event, "outcome")).inc()
+
+
+# Event formats (the stable first words of the protocols' log lines).
+_PREFIXES: tuple[tuple[str, Callable[[Metrics, dict[str, Any]], None]], ...] = (
+    ("SMTP connection from {peer} on {endpoint}", _connection("smtp")),
+    ("IMAP connection from {peer} on {endpoint}", _connection("imap")),
+    ("POP3 connection from {peer} on {endpoint}", _connection("pop3")),
+    ("AUTH ", _authOutcome("smtp")),
+    ("IMAP login {outcome}", _authOutcome("imap")),
+    ("POP3 login {outcome}", _authOutcome("pop3")),
+    ("Accepted {msgId}", _accepted),
+    ("Refused {msgId}", _refused),
+    ("MAIL FROM {mailFrom} refused", _rejection("mail")),
+    ("RCPT {rcpt} refused", _rejection("rcpt")),
+    ("TLS established: {tlsVersion}", _tls),
+    ("PROXY connection from {peer} on {endpoint} refused", _proxy),
+    ("Reload refused", _reload),
+    ("Reloaded {source}", _reload),
+)
+
+
+def _dispatch(fmt: str) -> Optional[Callable[[Metrics, dict[str, Any]], None]]:
+    for prefix, handler in _PREFIXES:
+        if fmt.startswith(prefix):
+            if prefix.endswith("on {endpoint}") and fmt.endswith("closed"):
+                return None  # the close line of a connection
+            return handler
+    return None
+
+
+@implementer(ILogObserver)
+class _Observer:
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self._metrics.observe(event)
+
+
+class MetricsService(Service):
+    """
+    Adds the metrics observer to the global log publisher while the server
+    runs (the protocols log through it).
+    """
+
+    name = "metrics"
+
+    def __init__(self, metrics: Metrics, publisher: Any = globalLogPublisher) -> None:
+        self.metrics = metrics
+        self._publisher = publisher
+        self._observer = _Observer(metrics)
+
+    def startService(self) -> None:
+        super().startService()
+        self._publisher.addObserver(self._observer)
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._publisher.removeObserver(self._observer)
