@@ -89,7 +89,7 @@ def test_example_documents_every_key() -> None:
         "relay": ["host", "port", "tls", "username", "password_file", "verify", "ca_file"],
         "delivery": ["mx_port", "connect_timeout", "command_timeout"],
     }.items():
-        assert f"[{section}]" in text
-        chunk = text.split(f"[{section}]", 1)[1].split("\n[", 1)[0]
+        assert f"\n[{section}]\n" in text
+        chunk = text.split(f"\n[{section}]\n", 1)[1].split("\n[", 1)[0]
         for key in keys:
             assert f"{key} =" in chunk, (section, key)
