@@ -40,6 +40,9 @@ class _LocalDelivery:
         self._accounts: list[str] = []
         self._writer: Optional[IMessageWriter] = None
 
+    def checkSender(self) -> "defer.Deferred[None]":
+        return defer.succeed(None)
+
     def addRecipient(self, recipient: Address) -> "defer.Deferred[None]":
         account = str(recipient)
         if account not in self._accounts:

@@ -41,7 +41,7 @@ from mailsrv.interfaces import (
 )
 from mailsrv.pipeline.content import SpooledMessage, encodeField
 from mailsrv.pipeline.received import receivedHeader
-from mailsrv.pipeline.routing import Router, RouteKind
+from mailsrv.pipeline.routing import Router
 
 log = Logger()
 
@@ -171,16 +171,20 @@ class _PipelineDelivery:
 
         return defer.Deferred.fromCoroutine(check())
 
-    def _localDelivery(self) -> IDelivery:
+    async def _localDelivery(self) -> IDelivery:
         if self._local is None:
-            self._local = self._pipeline.local.startDelivery(self._session, self._envelope)
+            local = self._pipeline.local.startDelivery(self._session, self._envelope)
+            await local.checkSender()
+            self._local = local
         return self._local
 
-    def _remoteDelivery(self) -> IDelivery:
+    async def _remoteDelivery(self) -> IDelivery:
         if self._pipeline.remote is None:
             raise MailError(ErrorKind.POLICY, "Relaying to other domains is not enabled on this server")
         if self._remote is None:
-            self._remote = self._pipeline.remote.startDelivery(self._session, self._envelope)
+            remote = self._pipeline.remote.startDelivery(self._session, self._envelope)
+            await remote.checkSender()
+            self._remote = remote
         return self._remote
 
     def addRecipient(self, recipient: Address) -> "defer.Deferred[None]":
@@ -193,18 +197,17 @@ class _PipelineDelivery:
                     _context(self._session, self._envelope),
                 )
             )
-            waits = []
-            if route.kind is RouteKind.REMOTE or route.remote:
-                remote = self._remoteDelivery()
-                waits += [remote.addRecipient(r) for r in route.remote]
-            if route.accounts:
-                self._localRecipients.append(recipient)
+            # Each target is asked in turn; an account counts as added only
+            # once its target accepted it, so a refused recipient leaves no
+            # trace (a later RCPT for the same mailbox is asked again).
+            for address in route.remote:
+                await (await self._remoteDelivery()).addRecipient(address)
             for account in route.accounts:
                 if account not in self._accounts:
+                    await (await self._localDelivery()).addRecipient(Address.fromString(account))
                     self._accounts.add(account)
-                    waits.append(self._localDelivery().addRecipient(Address.fromString(account)))
-            for wait in waits:
-                await wait
+            if route.accounts:
+                self._localRecipients.append(recipient)
 
         return defer.Deferred.fromCoroutine(add())
 

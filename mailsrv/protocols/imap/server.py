@@ -482,7 +482,7 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
             d: Deferred[Any] = Deferred()
             d.errback(UnauthorizedLogin())
         else:
-            d = maybeDeferred(self.portal.login, credentials, None, IAccount)
+            d = maybeDeferred(self.portal.login, credentials, self.session, IAccount)
         d.addCallbacks(self._cbLogin, self._ebLogin, (tag, user, method), None, (tag, user, method), None)
 
     def _cbLogin(self, result: tuple[Any, Any, Any], tag: bytes, user: bytes, method: str) -> None:
