@@ -35,6 +35,7 @@ from mailsrv.delivery.quota import QuotaEnforcingTarget
 from mailsrv.pipeline.pipeline import Pipeline
 from mailsrv.pipeline.routing import Router
 from mailsrv.pipeline.submission import SubmissionModifier
+from mailsrv.queue.service import OutboundService
 from mailsrv.policy.sender import OwnedSenderPolicy
 from mailsrv.policy.endpoint import EndpointPolicy, Protocol, TLSMode
 from mailsrv.policy.limits import ConnectionLimiter
@@ -113,14 +114,18 @@ class MailService(MultiService):
             limits.maxConnections, limits.maxConnectionsPerIP, limits.connectionLimitExceptions
         )
         submission = config.submission
+        self.outbound = OutboundService(config, reactor)
+        self.outbound.setServiceParent(self)
         self.pipeline = Pipeline(
             Router(self.directory),
             QuotaEnforcingTarget(LocalDelivery(self.store), self.quota),
             server.hostname,
+            remote=self.outbound.target,
             modifiers=[SubmissionModifier(self.directory, server.hostname, submission.spoofProtection)],
             senderPolicy=OwnedSenderPolicy(self.directory) if submission.spoofProtection else None,
             hideSubmitterPeer=not submission.showClientIP,
         )
+        self.outbound.attachBounceTarget(self.pipeline)
         for policy in config.endpoints:
             self._warnIfInsecure(policy)
             factory = self._factoryFor(policy)
