@@ -192,3 +192,30 @@ def test_large_message_bounded_memory(fresh_server: RunningServer) -> None:
     assert path.stat().st_size > 50_000_000
     print(f"peak RSS growth for a 51 MB message: {growth / 1e6:.2f} MB")
     assert growth < 10 * 1024 * 1024, f"peak RSS grew by {growth / 1e6:.1f} MB"
+
+
+def test_quota_over_smtp(fresh_server: RunningServer) -> None:
+    """
+    dovecot-quotas.cf limits delivery: a message that would not fit gets
+    552 5.2.2 after DATA, a full mailbox 452 4.2.2 at RCPT; the file is read
+    again when it changes.
+    """
+    quotas = fresh_server.configDir / "dovecot-quotas.cf"
+    quotas.write_text("alice@example.test:2000\n")
+    fresh_server.start()
+    port = fresh_server.ports["smtp"]
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.sendmail("s@remote.test", [ALICE], b"Subject: fits\r\n\r\n" + b"x" * 700 + b"\r\n")
+        s.mail("s@remote.test")
+        assert s.rcpt(ALICE)[0] == 250
+        code, text = s.data(b"Subject: too big\r\n\r\n" + b"y" * 1500 + b"\r\n")
+        assert (code, text[:5]) == (552, b"5.2.2"), text
+    quotas.write_text("alice@example.test:500\n")
+    time.sleep(0.05)
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("client.test")
+        s.mail("s@remote.test")
+        code, text = s.rcpt(ALICE)
+        assert (code, text[:5]) == (452, b"4.2.2"), text
+    assert len(maildirFiles(fresh_server, ALICE, "fits")) == 1
+    assert maildirFiles(fresh_server, ALICE, "too big") == []
