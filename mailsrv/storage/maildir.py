@@ -256,7 +256,12 @@ class MaildirFolder:
         if entry.popUidl:
             # Dovecot's uidlist may carry an explicit POP3 UIDL (migrations).
             return entry.popUidl
-        return f"{uid:08X}{self._uidValidity:08X}"
+        # Dovecot's default pop3_uidl_format %08Xu%08Xv: its var_expand
+        # prints %X in lower case (checked against Dovecot 2.3.19: UID 3109,
+        # UIDVALIDITY 0x6B0CA325 give "00000c256b0ca325"), and clients
+        # compare UIDLs case-sensitively, so upper case would make them
+        # download a migrated maildrop again.
+        return f"{uid:08x}{self._uidValidity:08x}"
 
     def openMessage(self, uid: int) -> BinaryIO:
         entry = self._entry(uid)

@@ -157,9 +157,10 @@ class MemoryFolder:
         return msg
 
     def uidl(self, uid: int) -> str:
-        # Same format as the Maildir store (Dovecot's %08Xu%08Xv).
+        # Same format as the Maildir store (Dovecot's %08Xu%08Xv, which
+        # Dovecot prints in lower case).
         msg = self._message(uid)
-        return f"{msg.uid:08X}{self._mailbox.uidValidity:08X}"
+        return f"{msg.uid:08x}{self._mailbox.uidValidity:08x}"
 
     def openMessage(self, uid: int) -> BinaryIO:
         return io.BytesIO(self._message(uid).data)

@@ -43,8 +43,10 @@ from mailsrv.protocols.pop3.server import (
     State,
     maildropFactory,
 )
+from mailsrv.storage.maildir import MaildirStore
 from mailsrv.storage.memory import MemoryMailStore
 from mailsrv.tls import ServerTLS, generateSelfSigned
+from tests.storage.helpers import synchronousRunner
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -786,9 +788,38 @@ class TransactionTests(POP3TestMixin, unittest.SynchronousTestCase):
         transport.write = lambda data: (writes.append(len(data)), original(data))[1]  # type: ignore[method-assign]
         protocol.dataReceived(b"RETR 3\r\n")
         pump(transport)
+        status = b"+OK %d octets\r\n" % self.store.openFolder(ALICE).messages()[2].size
         self.assertTrue(transport.value().endswith(body + b".\r\n"))
         self.assertGreater(len(writes), 10)
-        self.assertLessEqual(max(writes), 16_384 + 16)
+        self.assertLessEqual(max(writes), 16_384 + len(status))
+
+    def test_smallMessageOneWrite(self) -> None:
+        """
+        The status line, a message smaller than a chunk and the terminator
+        go out in one write, so a RETR answer is not split into segments
+        that Nagle's algorithm would hold back.
+        """
+        protocol, transport = self.loggedIn()
+        writes: list[bytes] = []
+        original = transport.write
+        transport.write = lambda data: (writes.append(data), original(data))[1]  # type: ignore[method-assign]
+        protocol.dataReceived(b"RETR 2\r\n")
+        pump(transport)
+        self.assertEqual(writes, [b"+OK %d octets\r\n" % len(MSG2) + MSG2 + b".\r\n"])
+
+    def test_noDelaySet(self) -> None:
+        """
+        The server turns Nagle's algorithm off on a transport that can.
+        """
+        calls: list[bool] = []
+
+        class NoDelayTransport(StringTransport):
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                calls.append(enabled)
+
+        protocol = self.factory().buildProtocol(None)
+        protocol.makeConnection(NoDelayTransport())
+        self.assertEqual(calls, [True])
 
     def test_pipelinedRetrInOrder(self) -> None:
         """
@@ -796,7 +827,7 @@ class TransactionTests(POP3TestMixin, unittest.SynchronousTestCase):
         """
         protocol, transport = self.loggedIn(limits=POP3Limits(chunkSize=8))
         protocol.dataReceived(b"RETR 2\r\nNOOP\r\n")
-        self.assertEqual(transport.value(), b"+OK %d octets\r\n" % len(MSG2))
+        self.assertEqual(transport.value(), b"")
         pump(transport)
         self.assertEqual(transport.value(), b"+OK %d octets\r\n" % len(MSG2) + MSG2 + b".\r\n+OK\r\n")
 
@@ -1154,6 +1185,87 @@ class LoggingTests(POP3TestMixin, unittest.SynchronousTestCase):
         self.clock.advance(2.0)
         self.assertFalse([e for e in self.events if "log_failure" in e])
         self.assertIn(AUTH_FAILED, transport.value())
+
+
+# A maildrop as Dovecot 2.3 leaves it: LF files named with S= and W=, a
+# version 3 uidlist with UIDVALIDITY 1600000000 (0x5F5E1000) and next UID
+# 12, UIDs with gaps.
+DOVECOT_MSG_A = b"Subject: a\n\nfirst\n.dot\n"
+DOVECOT_MSG_B = b"Subject: b\n\nsecond\n"
+
+
+def crlf(data: bytes) -> bytes:
+    return data.replace(b"\n", b"\r\n")
+
+
+class DovecotMigrationTests(POP3TestMixin, unittest.SynchronousTestCase):
+    """
+    A maildrop moved over from Dovecot keeps its UIDLs, so POP3 clients
+    that leave mail on the server do not download everything again.
+    Dovecot's default C{pop3_uidl_format} is C{%08Xu%08Xv}: the UID, then
+    UIDVALIDITY, each as eight hex digits, which Dovecot's var_expand
+    prints in lower case (seen from Dovecot 2.3.19 on the reference stack).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        root = Path(self.mktemp())
+        account = root / "example.test" / "alice"
+        for sub in ("cur", "new", "tmp"):
+            (account / sub).mkdir(parents=True)
+        nameA = f"1600000100.M1P1.oldhost,S={len(DOVECOT_MSG_A)},W={len(crlf(DOVECOT_MSG_A))}"
+        nameB = f"1600000200.M2P1.oldhost,S={len(DOVECOT_MSG_B)},W={len(crlf(DOVECOT_MSG_B))}"
+        (account / "dovecot-uidlist").write_text(
+            f"3 V1600000000 N12 G0123456789abcdef0123456789abcdef\n7 :{nameA}\n11 :{nameB}\n"
+        )
+        (account / "cur" / f"{nameA}:2,S").write_bytes(DOVECOT_MSG_A)
+        (account / "new" / nameB).write_bytes(DOVECOT_MSG_B)
+        self.store = MaildirStore(root, runInThread=synchronousRunner, hostname="mx.example")
+        self.realm.registerAvatarFactory(IPOP3Maildrop, maildropFactory(self.store, self.locks))
+
+    def test_uidlsKept(self) -> None:
+        """
+        UIDL gives Dovecot's values for the migrated messages, and LIST the
+        CRLF sizes Dovecot recorded in W=.
+        """
+        protocol, transport = self.loggedIn()
+        self.assertEqual(
+            self.send(protocol, transport, b"UIDL\r\n"),
+            b"+OK\r\n1 000000075f5e1000\r\n2 0000000b5f5e1000\r\n.\r\n",
+        )
+        self.assertEqual(
+            self.send(protocol, transport, b"LIST\r\n"),
+            b"+OK 2 messages:\r\n1 %d\r\n2 %d\r\n.\r\n" % (len(crlf(DOVECOT_MSG_A)), len(crlf(DOVECOT_MSG_B))),
+        )
+        self.assertEqual(
+            self.send(protocol, transport, b"RETR 1\r\n"),
+            b"+OK %d octets\r\n" % len(crlf(DOVECOT_MSG_A)) + b"Subject: a\r\n\r\nfirst\r\n..dot\r\n.\r\n",
+        )
+
+    def test_newMessageContinuesNumbering(self) -> None:
+        """
+        A message delivered after the move gets the next UID from the
+        uidlist and a UIDL in the same format; the old ones stay.
+        """
+        writer = self.store.startMessage([ALICE])
+        writer.write(b"Subject: c\r\n\r\nthird\r\n")
+        self.successResultOf(writer.commit())
+        protocol, transport = self.loggedIn()
+        self.assertEqual(
+            self.send(protocol, transport, b"UIDL\r\n"),
+            b"+OK\r\n1 000000075f5e1000\r\n2 0000000b5f5e1000\r\n3 0000000c5f5e1000\r\n.\r\n",
+        )
+
+    def test_uidlsStableAcrossSessions(self) -> None:
+        """
+        Deleting one message in a session leaves the others' UIDLs unchanged
+        in the next session (RETR marks it seen, a flag change renames the
+        file; the UIDL must not follow the name).
+        """
+        protocol, transport = self.loggedIn()
+        self.send(protocol, transport, b"RETR 2\r\nDELE 1\r\nQUIT\r\n")
+        protocol, transport = self.loggedIn()
+        self.assertEqual(self.send(protocol, transport, b"UIDL\r\n"), b"+OK\r\n1 0000000b5f5e1000\r\n.\r\n")
 
 
 class EncoderTests(unittest.SynchronousTestCase):

@@ -507,7 +507,7 @@ def test_dovecotMailboxKeepsUids(root: Path, dovecotMailbox: Path) -> None:
     ]
     assert inbox.uidNext() == 11
     assert inbox.messages()[1].internalDate == 1600000200
-    assert inbox.uidl(3) == "000000035F5E1000"
+    assert inbox.uidl(3) == "000000035f5e1000"
     assert inbox.uidl(8) == "0000legacy"
 
 

@@ -124,6 +124,12 @@ class MessageProducer:
     terminator has been written it unregisters itself, closes the file and
     calls C{onDone(True)}; if the consumer stops it first (connection lost),
     C{onDone(False)}.
+
+    The status line (C{prefix}), the first chunk and, when the file ends
+    within it, the terminator go out in one write: a message smaller than
+    a chunk is then one TCP segment instead of three, each write otherwise
+    costing a reactor turn and, with Nagle's algorithm against the client's
+    delayed ACK, up to 40 ms (a 1,000-message RETR loop ran at 23 msg/s).
     """
 
     def __init__(
@@ -134,7 +140,9 @@ class MessageProducer:
         topLines: Optional[int] = None,
         chunkSize: int = CHUNK_SIZE,
         onProgress: Callable[[], None] = lambda: None,
+        prefix: bytes = b"",
     ) -> None:
+        self._prefix = prefix
         self._file: Optional[BinaryIO] = messageFile
         self._consumer = consumer
         self._onDone = onDone
@@ -149,13 +157,14 @@ class MessageProducer:
     def resumeProducing(self) -> None:
         if self._file is None:
             return
-        chunk = self._file.read(self._chunkSize)
+        chunk, atEnd = self._read()
         if self._top is not None:
             chunk = self._top.feed(chunk)
-            finished = self._top.done or not chunk
+            finished = self._top.done or atEnd
         else:
-            finished = not chunk
-        out = self._stuffer.stuff(chunk)
+            finished = atEnd
+        out = self._prefix + self._stuffer.stuff(chunk)
+        self._prefix = b""
         if finished:
             out += self._stuffer.finish()
         if out:
@@ -165,6 +174,23 @@ class MessageProducer:
             self._close()
             self._consumer.unregisterProducer()
             self._onDone(True)
+
+    def _read(self) -> tuple[bytes, bool]:
+        """
+        Up to a chunk of the file, and whether the file ended within it.
+
+        A short read is followed by another so that the end of the file is
+        seen now rather than on the next call, saving a separate write of
+        the terminator.
+        """
+        assert self._file is not None
+        chunk = self._file.read(self._chunkSize)
+        while 0 < len(chunk) < self._chunkSize:
+            more = self._file.read(self._chunkSize - len(chunk))
+            if not more:
+                return chunk, True
+            chunk += more
+        return chunk, not chunk
 
     def stopProducing(self) -> None:
         if self._file is None:
