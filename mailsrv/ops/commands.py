@@ -19,7 +19,7 @@ EXIT_OK = 0
 EXIT_USER = 1
 EXIT_CONFIG = 2
 
-OPS_GROUPS = frozenset({"reload"})
+OPS_GROUPS = frozenset({"reload", "dns-records", "doctor", "import-dms"})
 
 
 def addOpsCommands(groups: Any) -> None:
@@ -32,6 +32,27 @@ def addOpsCommands(groups: Any) -> None:
         description="Validate the configuration file, then send SIGHUP to the server whose process "
         "id is in data_dir/state/mailsrv.pid.  An invalid file is reported here and not signalled.",
     )
+    sub = groups.add_parser("dns-records", help="print the DNS records to publish for a domain")
+    sub.add_argument("domain")
+    sub.add_argument("--ip", action="append", default=[], help="public address of this server (repeatable)")
+    sub.add_argument("--dmarc-rua", default=None, help="address for DMARC aggregate reports (default dmarc-reports@DOMAIN)")
+    sub.add_argument("--tlsrpt-rua", default=None, help="address for TLS reports (default tls-reports@DOMAIN)")
+    sub = groups.add_parser("doctor", help="check the installation and print pass/warn/fail lines")
+    sub.add_argument("domain", nargs="?", help="mail domain to check (default: each of server.domains)")
+    sub.add_argument("--no-dns", action="store_true", help="skip the DNS checks")
+    sub.add_argument("--timeout", type=float, default=5.0, help="seconds per network check")
+    sub.add_argument("--ip", action="append", default=[], help="public address of this server (default: A/AAAA of server.hostname)")
+    sub.add_argument("--dnsbl", action="append", default=[], help="DNS blocklist zone (repeatable; default zen.spamhaus.org, bl.spamcop.net)")
+    sub.add_argument("--port25-probe", default="gmail-smtp-in.l.google.com:25", help="HOST:PORT of an MX to test outbound port 25 with")
+    sub.add_argument("--no-port25", action="store_true", help="skip the outbound port 25 check")
+    sub = groups.add_parser(
+        "import-dms",
+        help="import a docker-mailserver installation (config and mail directories)",
+    )
+    sub.add_argument("dms_config", type=Path, help="docker-mailserver's config directory (docker-data/dms/config)")
+    sub.add_argument("dms_mail", type=Path, help="docker-mailserver's mail directory (docker-data/dms/mail-data)")
+    sub.add_argument("--move", action="store_true", help="rename the Maildirs instead of copying them")
+    sub.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
 
 
 def runOpsCommand(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -41,6 +62,10 @@ def runOpsCommand(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from mailsrv.cli import _loadConfig
     from mailsrv.errors import ConfigError
 
+    if args.group == "doctor":
+        from mailsrv.ops.doctor import runDoctor
+
+        return runDoctor(args, out, err)
     try:
         config = _loadConfig(args.config)
     except ConfigError as e:
@@ -56,4 +81,10 @@ def runOpsCommand(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return EXIT_USER
         print(f"Configuration {config.source} is valid; sent SIGHUP to process {pid}", file=out)
         return EXIT_OK
-    raise AssertionError(args.group)
+    if args.group == "dns-records":
+        from mailsrv.ops.dnsrecords import dnsRecordsCommand
+
+        return dnsRecordsCommand(config, args, out, err)
+    from mailsrv.ops.importdms import importCommand
+
+    return importCommand(config, args, out, err)
