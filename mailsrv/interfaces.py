@@ -245,10 +245,14 @@ class IMailStore(Interface):
         Rename a folder and its children.
         """
 
-    def startMessage(accounts: Sequence[str]) -> IMessageWriter:
+    def startMessage(accounts: Sequence[str], folder: str = "INBOX") -> IMessageWriter:
         """
         Begin delivering one message into the INBOX of each account.  The
         bytes are written once; the commit makes them appear in every INBOX.
+
+        @param folder: deliver into this folder of each account instead of
+            the INBOX (C{Junk} for quarantined mail), creating it where it
+            is missing.
         """
 
     def subscriptions(account: str) -> Sequence[str]:

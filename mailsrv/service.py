@@ -31,6 +31,7 @@ from mailsrv.auth.realm import MailRealm
 from mailsrv.config.load import parseListen
 from mailsrv.config.schema import Config
 from mailsrv.delivery.local import LocalDelivery
+from mailsrv.filters.senderauth import senderAuthFilters, senderAuthModifiers
 from mailsrv.delivery.quota import QuotaEnforcingTarget
 from mailsrv.pipeline.pipeline import Pipeline
 from mailsrv.pipeline.routing import Router
@@ -121,7 +122,11 @@ class MailService(MultiService):
             QuotaEnforcingTarget(LocalDelivery(self.store), self.quota),
             server.hostname,
             remote=self.outbound.target,
-            modifiers=[SubmissionModifier(self.directory, server.hostname, submission.spoofProtection)],
+            filters=senderAuthFilters(config),
+            modifiers=[
+                *senderAuthModifiers(config),
+                SubmissionModifier(self.directory, server.hostname, submission.spoofProtection),
+            ],
             senderPolicy=OwnedSenderPolicy(self.directory) if submission.spoofProtection else None,
             hideSubmitterPeer=not submission.showClientIP,
         )

@@ -22,6 +22,7 @@ from mailsrv.config.schema import (
     DEFAULT_DATA_DIR,
     DEFAULT_ENDPOINTS,
     AuthThrottleConfig,
+    SenderAuthConfig,
     Config,
     DeliveryConfig,
     DNSConfig,
@@ -289,6 +290,30 @@ def _ipNetwork(value: str) -> str:
         raise ValueError(f"{value!r} is not an IP address or network") from None
 
 
+def _oneOf(*choices: str) -> Callable[[str], str]:
+    def validate(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {' | '.join(choices)}")
+        return value
+
+    return validate
+
+
+def _senderAuth(t: _Table) -> SenderAuthConfig:
+    d = SenderAuthConfig()
+    senderAuth = SenderAuthConfig(
+        enabled=t.take("enabled", bool, d.enabled),
+        spf=t.take("spf", bool, d.spf),
+        dkim=t.take("dkim", bool, d.dkim),
+        arc=t.take("arc", bool, d.arc),
+        dmarc=t.take("dmarc", bool, d.dmarc),
+        spfFail=t.take("spf_fail", str, d.spfFail, _oneOf("none", "reject")),
+        dmarcReject=t.take("dmarc_reject", str, d.dmarcReject, _oneOf("reject", "quarantine")),
+    )
+    t.finish()
+    return senderAuth
+
+
 def _authThrottle(t: _Table) -> AuthThrottleConfig:
     d = AuthThrottleConfig()
     throttle = AuthThrottleConfig(
@@ -478,9 +503,16 @@ def _parseCore(data: dict[str, Any], source: str) -> Config:
     limits = _limits(top.table("limits"))
     endpoints = _endpoints(top.table("endpoints"))
     authThrottle = _authThrottle(top.table("auth_throttle"))
+    senderAuth = _senderAuth(top.table("sender_auth"))
     top.finish()
     return Config(
-        source=source, server=server, tls=tls, limits=limits, endpoints=endpoints, authThrottle=authThrottle
+        source=source,
+        server=server,
+        tls=tls,
+        limits=limits,
+        endpoints=endpoints,
+        authThrottle=authThrottle,
+        senderAuth=senderAuth,
     )
 
 

@@ -215,6 +215,28 @@ class MTASTSConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SenderAuthConfig:
+    """
+    SPF, DKIM, ARC and DMARC checks on mail from the world (MX endpoints
+    only; never for authenticated or submitted mail), reported in one
+    C{Authentication-Results:} header.  See L{mailsrv.filters.senderauth}.
+
+    @ivar spfFail: what an SPF C{fail} alone does: C{none} (reported; DMARC
+        decides) or C{reject} (C{554 5.7.1} at MAIL FROM).
+    @ivar dmarcReject: what a DMARC failure under C{p=reject} does:
+        C{reject} or C{quarantine} (into the Junk folder).
+    """
+
+    enabled: bool = True
+    spf: bool = True
+    dkim: bool = True
+    arc: bool = True
+    dmarc: bool = True
+    spfFail: str = "none"
+    dmarcReject: str = "reject"
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     source: str  # the file read, or "<defaults>"
     server: ServerConfig
@@ -227,6 +249,7 @@ class Config:
     relay: RelayConfig = dataclasses.field(default_factory=RelayConfig)
     delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
     authThrottle: AuthThrottleConfig = dataclasses.field(default_factory=AuthThrottleConfig)
+    senderAuth: SenderAuthConfig = dataclasses.field(default_factory=SenderAuthConfig)
     http: HTTPConfig = dataclasses.field(default_factory=HTTPConfig)
     mtaSts: MTASTSConfig = dataclasses.field(default_factory=MTASTSConfig)
 

@@ -18,6 +18,10 @@ from mailsrv.envelope import Address, Envelope, Session
 from mailsrv.interfaces import IDelivery, IDeliveryTarget, IMailStore, IMessageWriter
 
 
+# Where quarantined mail goes (docker-mailserver's and Dovecot's name).
+JUNK_FOLDER = "Junk"
+
+
 @implementer(IDeliveryTarget)
 class LocalDelivery:
     def __init__(self, store: IMailStore) -> None:
@@ -51,7 +55,12 @@ class _LocalDelivery:
 
     def write(self, data: bytes) -> None:
         if self._writer is None:
-            self._writer = self._store.startMessage(self._accounts)
+            if self._envelope.quarantined:
+                # A filter asked for the Junk folder (created if missing),
+                # as Dovecot's sieve "fileinto Junk" does for spam.
+                self._writer = self._store.startMessage(self._accounts, folder=JUNK_FOLDER)
+            else:
+                self._writer = self._store.startMessage(self._accounts)
             self._writer.write(returnPathHeader(self._envelope))
         if data:
             self._writer.write(data)

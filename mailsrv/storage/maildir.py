@@ -675,16 +675,24 @@ class MaildirStore:
                     os.rename(accountDir / subdir / name, newDir / "cur" / dest)
         self._notify(accountDir)
 
-    def startMessage(self, accounts: Sequence[str]) -> MaildirMessageWriter:
+    def startMessage(self, accounts: Sequence[str], folder: str = INBOX) -> MaildirMessageWriter:
         """
+        @param folder: the folder of each account to deliver into, created
+            where missing.
         @raise ValueError: if C{accounts} is empty.
-        @raise MailError: C{SYNTAX} for an invalid account id.
+        @raise MailError: C{SYNTAX} for an invalid account or folder name.
         """
         dirs: list[Path] = []
         for account in accounts:
-            accountDir = self._account(account)[1]
-            if accountDir not in dirs:
-                dirs.append(accountDir)
+            _, _, name, folderDir = self._folder(account, folder)
+            if name != INBOX and not folderDir.is_dir():
+                try:
+                    self.createFolder(account, name)
+                except MailError as e:
+                    if e.kind is not ErrorKind.PERM:  # PERM: created meanwhile
+                        raise
+            if folderDir not in dirs:
+                dirs.append(folderDir)
         if not dirs:
             raise ValueError("startMessage() needs at least one account")
         return MaildirMessageWriter(self, dirs)

@@ -253,9 +253,10 @@ class MemoryMessageWriter:
     L{commit}.  Create with L{MemoryMailStore.startMessage}.
     """
 
-    def __init__(self, store: "MemoryMailStore", accounts: Sequence[str]) -> None:
+    def __init__(self, store: "MemoryMailStore", accounts: Sequence[str], folder: str = INBOX) -> None:
         self._store = store
         self._accounts = accounts
+        self._folder = folder
         self._chunks: list[bytes] = []
         self._state = "writing"
 
@@ -274,7 +275,7 @@ class MemoryMessageWriter:
         self._state = "committed"
         data = b"".join(self._chunks)
         self._chunks = []
-        mailboxes = [self._store._inbox(account) for account in self._accounts]
+        mailboxes = [self._store._deliveryMailbox(account, self._folder) for account in self._accounts]
         now = self._store._clock()
         for mailbox in mailboxes:
             # Deliveries carry no flags, so the keyword limit cannot refuse
@@ -328,6 +329,12 @@ class MemoryMailStore:
 
     def _inbox(self, account: str) -> _Mailbox:
         return self._folders(account)[1][INBOX]
+
+    def _deliveryMailbox(self, account: str, name: str) -> _Mailbox:
+        folders = self._folders(account)[1]
+        if name not in folders:
+            folders[name] = _Mailbox(self._newUidValidity())
+        return folders[name]
 
     def openFolder(self, account: str, name: str = INBOX) -> MemoryFolder:
         account, folders = self._folders(account)
@@ -420,11 +427,14 @@ class MemoryMailStore:
         else:
             uses[name] = use
 
-    def startMessage(self, accounts: Sequence[str]) -> MemoryMessageWriter:
+    def startMessage(self, accounts: Sequence[str], folder: str = INBOX) -> MemoryMessageWriter:
         """
+        @param folder: the folder of each account to deliver into, created
+            where missing.
         @raise ValueError: if C{accounts} is empty.
-        @raise MailError: C{SYNTAX} for an invalid account id.
+        @raise MailError: C{SYNTAX} for an invalid account id or folder name.
         """
+        folder = normalizeFolderName(folder)
         canonical: list[str] = []
         for account in accounts:
             local, domain = splitAccount(account)
@@ -432,4 +442,4 @@ class MemoryMailStore:
                 canonical.append(f"{local}@{domain}")
         if not canonical:
             raise ValueError("startMessage() needs at least one account")
-        return MemoryMessageWriter(self, canonical)
+        return MemoryMessageWriter(self, canonical, folder)

@@ -31,6 +31,17 @@ def freePort(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _loopbackOnly(extraConfig: str) -> str:
+    """
+    Test servers never ask the system resolver: sender authentication (on
+    by default) stays off unless the test configures it, with [dns]
+    nameservers pointing at a loopback DNS server.
+    """
+    if "[sender_auth]" in extraConfig:
+        return ""
+    return "[sender_auth]\nenabled = false\n\n"
+
+
 class RunningServer:
     """
     A mailsrv process with its own data and config directories under
@@ -66,7 +77,7 @@ class RunningServer:
             f'domains = ["{domain}"]\n'
             f'data_dir = "{self.dataDir}"\n'
             f'config_dir = "{self.configDir}"\n\n'
-            f"{extraConfig}\n{tables}"
+            f"{extraConfig}\n{_loopbackOnly(extraConfig)}{tables}"
         )
 
     def mailsrv(self, *args: str, input: Optional[str] = None) -> subprocess.CompletedProcess[str]:
