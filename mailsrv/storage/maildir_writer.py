@@ -64,9 +64,14 @@ class MaildirMessageWriter:
 
     def _open(self) -> None:
         first = self._accountDirs[0]
-        self._store._ensureMaildir(first)
         path = first / "tmp" / self._store._names.tmpName()
-        fd = os.open(path, NEW_FILE, 0o600)
+        try:
+            fd = os.open(path, NEW_FILE, 0o600)
+        except FileNotFoundError:
+            # First delivery to this account (or its Maildir was removed):
+            # only then pay for creating the directories.
+            self._store._ensureMaildir(first)
+            fd = os.open(path, NEW_FILE, 0o600)
         self._tmpPath = path
         self._file = os.fdopen(fd, "wb", buffering=65536)
 
@@ -126,11 +131,14 @@ class MaildirMessageWriter:
             finally:
                 self._file.close()
             for accountDir in self._accountDirs:
-                self._store._ensureMaildir(accountDir)
                 target = accountDir / "new" / names.newBase(
                     self._counter.physical, self._counter.crlf
                 )
-                os.link(tmpPath, target)
+                try:
+                    os.link(tmpPath, target)
+                except FileNotFoundError:
+                    self._store._ensureMaildir(accountDir)
+                    os.link(tmpPath, target)
                 linked.append(target)
             for accountDir in self._accountDirs:
                 self._store._makeDurable(accountDir, "new")

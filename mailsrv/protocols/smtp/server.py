@@ -511,15 +511,6 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._envelope, self._delivery = envelope, delivery
 
         def accepted(_: object) -> None:
-            self.log.info(
-                "MAIL FROM {mailFrom} from {peer} ({account})",
-                mailFrom=str(sender) if sender else "<>",
-                peer=self.session.peerHost,
-                account=self.session.authenticatedAs or "-",
-                msgId=envelope.messageId,
-                sessionId=self.session.sessionId,
-                endpoint=self.policy.name,
-            )
             self._send(R.SENDER_OK)
 
         def refused(failure: Failure) -> None:
@@ -726,12 +717,18 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         d = delivery.commit()
 
         def committed(_: object) -> None:
+            # One summary line per message, the line operators grep for.
             self.log.info(
-                "Accepted {msgId} from {mailFrom} for {rcptCount} recipients, {size} octets",
+                "Accepted {msgId} from {mailFrom} to {rcpts}, {size} octets, "
+                "client {peer}, {tlsVersion}, auth {account}",
                 msgId=envelope.messageId,
                 mailFrom=str(envelope.mailFrom) if envelope.mailFrom else "<>",
+                rcpts=",".join(str(r) for r in envelope.recipients),
                 rcptCount=len(envelope.recipients),
                 size=receiver.size,
+                peer=self.session.peerHost,
+                tlsVersion=self.session.tls.version if self.session.tls else "no TLS",
+                account=self.session.authenticatedAs or "-",
                 sessionId=self.session.sessionId,
                 endpoint=self.policy.name,
             )
