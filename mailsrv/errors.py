@@ -23,6 +23,7 @@ class ErrorKind(enum.Enum):
     TEMP = "temp"  # local trouble; try again later
     PERM = "perm"  # permanent failure not covered above
     SENDER = "sender"  # a sender address (MAIL FROM, From:) the user may not use
+    REJECTED = "rejected"  # refused by a filter (DMARC, spam, virus...)
 
 
 class MailError(Exception):

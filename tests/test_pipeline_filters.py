@@ -144,7 +144,7 @@ class FilterSeamTests(SynchronousTestCase):
                 self.successResultOf(delivery.checkSender()) or delivery.addRecipient(Address("alice", "example.test"))
             )
             error = self.failureResultOf(d, MailError).value
-            self.assertEqual((error.kind, error.message, error.temporary), (ErrorKind.POLICY, "no thanks", False))
+            self.assertEqual((error.kind, error.message, error.temporary), (ErrorKind.REJECTED, "no thanks", False))
         f = Recorder(message=FilterResult(FilterAction.TEMPFAIL, "greylisted"))
         error = self.failureResultOf(self.deliver(self.pipeline(f), b"x\r\n"), MailError).value
         self.assertTrue(error.temporary)

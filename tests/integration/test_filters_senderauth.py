@@ -63,12 +63,12 @@ def files(server: RunningServer, folder: str, needle: str) -> list[bytes]:
 def test_dmarc_reject_refused(mx: RunningServer) -> None:
     """
     Unsigned mail From a p=reject domain whose SPF does not allow us is
-    refused at the end of data with 554 5.7.1 and stored nowhere.
+    refused at the end of data with 550 5.7.1 (as OpenDMARC does) and stored nowhere.
     """
     data = b"From: <a@signed.test>\r\nSubject: forged-1\r\n\r\nHi\r\n"
     with pytest.raises(smtplib.SMTPDataError) as info:
         send(mx, "a@signed.test", data)
-    assert info.value.smtp_code == 554
+    assert info.value.smtp_code == 550
     assert b"5.7.1" in info.value.smtp_error and b"DMARC" in info.value.smtp_error
     assert files(mx, ".", "forged-1") == []
 
