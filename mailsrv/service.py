@@ -82,7 +82,7 @@ class MailService(MultiService):
         self.config = config
         self.reactor = reactor
         server = config.server
-        for path in (server.dataDir, server.mailDir, server.stateDir, server.configDir):
+        for path in (server.dataDir, server.mailDir, server.stateDir, server.configDir, server.dataDir / "spool"):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.tls: ServerTLS = serverTLSFromConfig(config.tls, server.hostname, server.dataDir)
         # Checking the files on every lookup costs two stat() calls and makes
@@ -129,6 +129,8 @@ class MailService(MultiService):
             ],
             senderPolicy=OwnedSenderPolicy(self.directory) if submission.spoofProtection else None,
             hideSubmitterPeer=not submission.showClientIP,
+            # On the data disk: /tmp may be RAM (tmpfs) and is private under systemd.
+            spoolDir=server.dataDir / "spool",
         )
         self.outbound.attachBounceTarget(self.pipeline)
         for policy in config.endpoints:
