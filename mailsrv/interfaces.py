@@ -88,6 +88,9 @@ class MessageInfo:
         and POP3 LIST report).
     @ivar flags: IMAP system flags (C{\\Seen}...) and keywords.
     @ivar internalDate: POSIX time of delivery.
+    @ivar modSeq: the RFC 7162 modification sequence: grows whenever the
+        message's flags change; 0 from a backend without them (one that
+        does not provide L{IIndexedFolder}).
     """
 
     uid: int
@@ -95,6 +98,28 @@ class MessageInfo:
     size: int
     flags: frozenset[str]
     internalDate: float
+    modSeq: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageSummary:
+    """
+    What a folder's index knows about a message's contents, so that header
+    requests need not open it.
+
+    @ivar size: the CRLF size of the message it describes.
+    @ivar headerSize: octets of the header block, with its empty line.
+    @ivar bodyLines: lines in the body, or L{None} if not counted (large
+        messages).
+    @ivar fields: the indexed header fields present in the message, each as
+        C{(lower-case name, raw bytes with continuation lines and CRLF)},
+        in message order.
+    """
+
+    size: int
+    headerSize: int
+    bodyLines: Optional[int]
+    fields: tuple[tuple[str, bytes], ...]
 
 
 class IMessageWriter(Interface):
@@ -209,6 +234,33 @@ class IMailFolder(Interface):
         Messages already gone are skipped.  A move is atomic per message:
         when two sessions move the same message at once, exactly one of them
         gets it (a crash may leave a copy in both folders, never in neither).
+        """
+
+
+class IIndexedFolder(Interface):
+    """
+    An L{IMailFolder} with a metadata index: header summaries and
+    modification sequences (RFC 7162 CONDSTORE).  Its L{MessageInfo}s carry
+    C{modSeq}; every flag change (by any session or process) and every
+    expunge raises L{highestModSeq}, which never goes down for one
+    UIDVALIDITY.
+    """
+
+    indexedFields = Attribute(
+        "The lower-case header field names L{MessageSummary.fields} holds "
+        "(every occurrence of each); other fields need the message itself."
+    )
+
+    def highestModSeq() -> int:
+        """
+        The highest MODSEQ of the folder as of the last refresh.
+        """
+
+    def summaries(uids: Sequence[int]) -> "Deferred[Mapping[int, MessageSummary]]":
+        """
+        The summaries of these messages of the snapshot, building the
+        missing ones (in a thread when there are many, so the reactor stays
+        responsive).  Messages that vanished are left out.
         """
 
 

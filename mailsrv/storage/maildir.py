@@ -53,7 +53,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailsrv.errors import ErrorKind, MailError
-from mailsrv.interfaces import IMailFolder, IMailStore, MessageInfo
+from mailsrv.interfaces import IIndexedFolder, IMailFolder, IMailStore, MessageInfo, MessageSummary
 from mailsrv.storage.fsync import GroupDirectorySync, fsyncDirectory
 from mailsrv.storage.maildir_files import (
     CRLFCounter,
@@ -71,6 +71,7 @@ from mailsrv.storage.maildir_account import (
     setSpecialUse,
     setSubscribed,
 )
+from mailsrv.storage.index import CACHED_FIELDS, FolderIndex, HeaderCache, folderStamp
 from mailsrv.storage.maildir_sync import FolderMetadata
 from mailsrv.storage.maildir_transfer import transferInThread
 from mailsrv.storage.maildir_writer import (
@@ -79,7 +80,7 @@ from mailsrv.storage.maildir_writer import (
     temporaryError,
     unlinkQuietly,
 )
-from mailsrv.storage.uidlist import KEYWORDS_NAME, UidRecord
+from mailsrv.storage.uidlist import KEYWORDS_NAME, UIDLIST_NAME, UidRecord
 from mailsrv.storage.validation import (
     INBOX,
     decodeModifiedUTF7,
@@ -130,7 +131,25 @@ class _Entry:
     popUidl: Optional[str]
 
 
-@implementer(IMailFolder)
+#: What L{folderStamp} looks at for a Maildir folder.
+_STAMPED = ("cur", "new", UIDLIST_NAME, KEYWORDS_NAME)
+
+#: Up to this many missing summaries are built on the reactor thread; more
+#: go to a thread.
+_INLINE_SUMMARIES = 32
+
+
+def _openCRLF(path: Path, size: int) -> BinaryIO:
+    """
+    A message file as CRLF lines, C{size} octets long.
+    """
+    f = open(path, "rb")
+    if os.fstat(f.fileno()).st_size == size:
+        return f
+    return io.BufferedReader(CRLFReader(f, size))  # type: ignore[return-value]
+
+
+@implementer(IMailFolder, IIndexedFolder)
 class MaildirFolder:
     """
     One session's view of a Maildir folder.  Create with
@@ -139,9 +158,15 @@ class MaildirFolder:
     The snapshot changes only on L{refresh}, except that this view's own
     L{setFlags} and L{expunge} update it at once.  Appends (also this
     view's) appear at the next refresh.
+
+    Views of one folder share the store's L{FolderIndex}: a refresh that
+    finds the directories and metadata files as the last one left them
+    reuses its snapshot (the entries are copied before this view changes
+    them), so a SELECT of an unchanged large folder lists nothing.
     """
 
     log = Logger()
+    indexedFields = CACHED_FIELDS
 
     def __init__(self, store: "MaildirStore", account: str, name: str, path: Path) -> None:
         self.account = account
@@ -149,9 +174,27 @@ class MaildirFolder:
         self._store = store
         self._path = path
         self._entries: dict[int, _Entry] = {}
+        self._sharedEntries = False
+        self._infos: Optional[tuple[MessageInfo, ...]] = None
         self._uidValidity = 0
         self._uidNext = 1
+        self._highestModSeq = 0
         self.refresh()
+
+    def _ownEntries(self) -> dict[int, _Entry]:
+        """
+        The entries, copied first if they are shared with other views.
+        """
+        if self._sharedEntries:
+            self._entries = {
+                uid: _Entry(e.info, e.subdir, e.filename, e.popUidl) for uid, e in self._entries.items()
+            }
+            self._sharedEntries = False
+        self._infos = None
+        return self._entries
+
+    def highestModSeq(self) -> int:
+        return self._highestModSeq
 
     def uidValidity(self) -> int:
         return self._uidValidity
@@ -169,6 +212,14 @@ class MaildirFolder:
 
         @raise MailError: C{NOT_FOUND} if the folder was deleted.
         """
+        index = self._store._index(self._path)
+        started = time.time()
+        before, _ = folderStamp(self._path, _STAMPED)
+        if index.stamp is not None and index.stamp == before and before[0] is not None:
+            entries, infos, uidValidity, uidNext, highest = index.snapshot  # type: ignore[misc]
+            self._entries, self._sharedEntries, self._infos = entries, True, infos
+            self._uidValidity, self._uidNext, self._highestModSeq = uidValidity, uidNext, highest
+            return
         try:
             try:
                 result = self._store._meta.sync(self._path, moveNew=True, durable=False)
@@ -186,6 +237,16 @@ class MaildirFolder:
         key = str(self._path)
         cache = self._store._infoCache.get(key, {})
         newCache: dict[str, tuple[int, float]] = {}
+        letters = {
+            record.base: splitFilename(result.files[record.base][1])[1]
+            for record in result.uidList.records
+        }
+        try:
+            modSeqs = index.modseq.update(result.uidList.uidValidity, letters)
+        except OSError:
+            self.log.failure("Cannot update MODSEQs of {folder}", folder=key)
+            raise temporaryError()
+        flagSets: dict[str, frozenset[str]] = {}
         entries: dict[int, _Entry] = {}
         for record in result.uidList.records:
             subdir, filename = result.files[record.base]
@@ -196,18 +257,39 @@ class MaildirFolder:
             except FileNotFoundError:
                 continue  # expunged by someone else since the scan
             newCache[record.base] = (size, date)
+            flagLetters = letters[record.base]
+            flags = flagSets.get(flagLetters)
+            if flags is None:
+                flags = flagSets[flagLetters] = flagsFromLetters(flagLetters, result.keywords)
             info = MessageInfo(
                 uid=record.uid,
                 key=record.base,
                 size=size,
-                flags=flagsFromLetters(splitFilename(filename)[1], result.keywords),
+                flags=flags,
                 internalDate=date,
+                modSeq=modSeqs[record.base],
             )
             entries[record.uid] = _Entry(info, subdir, filename, record.extension("P"))
         self._store._infoCache[key] = newCache
         self._entries = entries
+        self._sharedEntries = True
+        self._infos = tuple(e.info for e in entries.values())
         self._uidValidity = result.uidList.uidValidity
         self._uidNext = result.uidList.nextUid
+        self._highestModSeq = index.modseq.highest()
+        after, trustAfter = folderStamp(self._path, _STAMPED)
+        # Reusable only if nothing changed during the scan (this refresh's
+        # own moves and uidlist rewrite included) and the last change is old
+        # enough for a later one to change the mtimes.
+        settled = after == before and trustAfter < started
+        index.stamp = after if settled else None
+        index.snapshot = (
+            entries,
+            self._infos,
+            self._uidValidity,
+            self._uidNext,
+            self._highestModSeq,
+        )
 
     def _measure(self, subdir: str, filename: str, record: UidRecord) -> tuple[int, float]:
         """
@@ -227,7 +309,9 @@ class MaildirFolder:
         return size, mtime
 
     def messages(self) -> Sequence[MessageInfo]:
-        return tuple(entry.info for entry in self._entries.values())
+        if self._infos is None:
+            self._infos = tuple(entry.info for entry in self._entries.values())
+        return self._infos
 
     def _entry(self, uid: int) -> _Entry:
         entry = self._entries.get(uid)
@@ -235,11 +319,13 @@ class MaildirFolder:
             raise _notFound("No such message")
         return entry
 
-    def _find(self, entry: _Entry) -> bool:
+    def _find(self, entry: _Entry) -> Optional[_Entry]:
         """
         Look for the message's file again after it was renamed (flags
-        changed by another session); update C{entry}.  False if it is gone.
+        changed by another session); update this view's entry (copying
+        shared entries first) and return it.  L{None} if it is gone.
         """
+        entry = self._ownEntries().get(entry.info.uid, entry)
         for subdir in ("cur", "new"):
             try:
                 names = os.listdir(self._path / subdir)
@@ -248,8 +334,8 @@ class MaildirFolder:
             for name in names:
                 if splitFilename(name)[0] == entry.info.key:
                     entry.subdir, entry.filename = subdir, name
-                    return True
-        return False
+                    return entry
+        return None
 
     def uidl(self, uid: int) -> str:
         entry = self._entry(uid)
@@ -269,8 +355,10 @@ class MaildirFolder:
             try:
                 f = open(self._path / entry.subdir / entry.filename, "rb")
             except FileNotFoundError:
-                if not self._find(entry):
+                found = self._find(entry)
+                if found is None:
                     break
+                entry = found
                 continue
             if os.fstat(f.fileno()).st_size == entry.info.size:
                 return f  # already CRLF
@@ -283,7 +371,8 @@ class MaildirFolder:
         keywords are added to C{dovecot-keywords} first.
         """
         normalized = normalizeFlags(flags)
-        entry = self._entry(uid)
+        self._entry(uid)
+        entry = self._ownEntries()[uid]
         index = self._store._meta.keywordIndex(self._path, keywordsOf(normalized), durable=False)
         letters = lettersFor(normalized, index, keep=splitFilename(entry.filename)[1])
         newName = f"{entry.info.key}:2,{letters}"
@@ -292,15 +381,25 @@ class MaildirFolder:
                 os.rename(self._path / entry.subdir / entry.filename, self._path / "cur" / newName)
                 break
             except FileNotFoundError:
-                if not self._find(entry):
+                found = self._find(entry)
+                if found is None:
                     raise _notFound("No such message")
+                entry = found
             except OSError:
                 self.log.failure("Cannot set flags in {folder}", folder=str(self._path))
                 raise temporaryError()
         else:
             raise _notFound("No such message")
         entry.subdir, entry.filename = "cur", newName
-        entry.info = dataclasses.replace(entry.info, flags=normalized)
+        try:
+            modSeq = self._store._index(self._path).modseq.update(
+                self._uidValidity, {entry.info.key: letters}, complete=False
+            )[entry.info.key]
+        except OSError:
+            self.log.failure("Cannot record the MODSEQ in {folder}", folder=str(self._path))
+            modSeq = entry.info.modSeq
+        self._highestModSeq = max(self._highestModSeq, modSeq)
+        entry.info = dataclasses.replace(entry.info, flags=normalized, modSeq=modSeq)
         self._store._notify(self._path, exclude=self)
         return entry.info
 
@@ -317,8 +416,9 @@ class MaildirFolder:
             ).removed
 
         def done(removed: int) -> None:
+            entries = self._ownEntries()
             for uid in gone:
-                self._entries.pop(uid, None)
+                entries.pop(uid, None)
             if removed:
                 self._store._notify(self._path, exclude=self)
 
@@ -400,8 +500,9 @@ class MaildirFolder:
 
         def done(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
             if move:
+                entries = self._ownEntries()
                 for uid, _ in pairs:
-                    self._entries.pop(uid, None)
+                    entries.pop(uid, None)
                 if pairs:
                     store._notify(source, exclude=self)
             if pairs:
@@ -411,6 +512,86 @@ class MaildirFolder:
         return store._runBlocking(
             lambda: transferInThread(store, source, dest, messages, move)
         ).addCallback(done)
+
+    def summaries(self, uids: Sequence[int]) -> "defer.Deferred[Mapping[int, MessageSummary]]":
+        """
+        From the store's header cache: loaded from C{mailsrv-cache} in a
+        thread on first use, missing summaries built from the message files
+        (in a thread when there are more than a few) and the file rewritten
+        afterwards, also in a thread.
+        """
+        return defer.Deferred.fromCoroutine(self._summaries(list(uids)))
+
+    async def _summaries(self, uids: list[int]) -> Mapping[int, MessageSummary]:
+        index = self._store._index(self._path)
+        cache = index.cache
+        if not cache.loaded:
+            if index.loading is None:
+                index.loading = self._store._runBlocking(cache.load)
+            loading = index.loading
+            waiter: defer.Deferred[Any] = defer.Deferred()
+
+            def loaded(result: Any) -> Any:
+                if not cache.loaded:
+                    cache.merge(result if isinstance(result, dict) else {})
+                    index.loading = None
+                waiter.callback(None)
+                return result
+
+            loading.addBoth(loaded)  # type: ignore[attr-defined]
+            await waiter
+        result: dict[int, MessageSummary] = {}
+        missing: list[tuple[int, str, Path, int]] = []
+        for uid in uids:
+            entry = self._entries.get(uid)
+            if entry is None:
+                continue
+            summary = cache.get(entry.info.key, entry.info.size)
+            if summary is None:
+                missing.append(
+                    (uid, entry.info.key, self._path / entry.subdir / entry.filename, entry.info.size)
+                )
+            else:
+                result[uid] = summary
+        if not missing:
+            return result
+
+        def build() -> list[tuple[int, str, MessageSummary]]:
+            built = []
+            for uid, base, path, size in missing:
+                try:
+                    with _openCRLF(path, size) as f:
+                        built.append((uid, base, HeaderCache.summarizeFile(f, size)))
+                except FileNotFoundError:
+                    continue  # renamed or expunged: the caller reads it itself
+            return built
+
+        if len(missing) <= _INLINE_SUMMARIES:
+            built = build()
+        else:
+            built = await self._store._runBlocking(build)
+        for uid, base, summary in built:
+            cache.add(base, summary)
+            result[uid] = summary
+        self._saveCache(index)
+        return result
+
+    def _saveCache(self, index: FolderIndex) -> None:
+        """
+        Rewrite C{mailsrv-cache} in a thread, for the messages of this
+        snapshot; one write at a time per folder.
+        """
+        if index.saving or not index.cache.dirty:
+            return
+        index.saving = True
+        data = index.cache.snapshot(e.info.key for e in self._entries.values())
+
+        def saved(_: object) -> None:
+            index.saving = False
+
+        self._store._runBlocking(lambda: index.cache.save(data)).addErrback(
+            lambda f: self.log.failure("Cannot write {path}", f, path=str(index.cache.path))
+        ).addBoth(saved)
 
     def addChangeListener(self, listener: Listener) -> None:
         self._store._listeners.setdefault(str(self._path), []).append((self, listener))
@@ -463,6 +644,15 @@ class MaildirStore:
         self._listeners: dict[str, list[tuple[MaildirFolder, Listener]]] = {}
         # Per folder path: base -> (CRLF size, internal date); reactor thread.
         self._infoCache: dict[str, dict[str, tuple[int, float]]] = {}
+        # Per folder path: header cache, MODSEQ log, last snapshot.
+        self._indexes: dict[str, FolderIndex] = {}
+
+    def _index(self, folderDir: Path) -> FolderIndex:
+        key = str(folderDir)
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._indexes[key] = FolderIndex(folderDir, self._clock)
+        return index
 
     # ------------------------------------------------------------- paths
 
@@ -626,6 +816,7 @@ class MaildirStore:
             raise _notFound()
         shutil.rmtree(trash, ignore_errors=True)
         self._infoCache.pop(str(folderDir), None)
+        self._indexes.pop(str(folderDir), None)
         self._notify(folderDir)
 
     def renameFolder(self, account: str, old: str, new: str) -> None:
@@ -660,6 +851,7 @@ class MaildirStore:
         for source, dest in moves:
             os.rename(source, dest)
             self._infoCache.pop(str(source), None)
+            self._indexes.pop(str(source), None)
 
     def _moveInbox(self, account: str, accountDir: Path, new: str, newDir: Path) -> None:
         self.createFolder(account, new)

@@ -54,6 +54,7 @@ class _Message:
     data: bytes
     flags: frozenset[str]
     internalDate: float
+    modSeq: int = 0
 
     def info(self) -> MessageInfo:
         return MessageInfo(
@@ -62,6 +63,7 @@ class _Message:
             size=len(self.data),
             flags=self.flags,
             internalDate=self.internalDate,
+            modSeq=self.modSeq,
         )
 
 
@@ -84,6 +86,12 @@ class _Mailbox:
         self.keywords: set[str] = set()
         self.listeners: list[tuple["MemoryFolder", Listener]] = []
         self.deleted = False
+        # RFC 7162 MODSEQ: raised by every append, flag change and expunge.
+        self.highestModSeq = 0
+
+    def nextModSeq(self) -> int:
+        self.highestModSeq += 1
+        return self.highestModSeq
 
     def checkKeywords(self, flags: frozenset[str]) -> None:
         new = keywordsOf(flags) - self.keywords
@@ -95,7 +103,7 @@ class _Mailbox:
         self.checkKeywords(flags)
         uid = self.nextUid
         self.nextUid += 1
-        self.messages[uid] = _Message(uid, key, data, flags, date)
+        self.messages[uid] = _Message(uid, key, data, flags, date, self.nextModSeq())
         return uid
 
     def notify(self, exclude: Optional["MemoryFolder"] = None) -> None:
@@ -134,6 +142,12 @@ class MemoryFolder:
     def uidNext(self) -> int:
         return self._uidNext
 
+    def highestModSeq(self) -> int:
+        """
+        The RFC 7162 HIGHESTMODSEQ as of the last refresh.
+        """
+        return self._highestModSeq
+
     def refresh(self) -> None:
         """
         Take a new snapshot.
@@ -146,6 +160,7 @@ class MemoryFolder:
             uid: msg.info() for uid, msg in sorted(self._mailbox.messages.items())
         }
         self._uidNext = self._mailbox.nextUid
+        self._highestModSeq = self._mailbox.highestModSeq
 
     def messages(self) -> Sequence[MessageInfo]:
         return tuple(self._snapshot.values())
@@ -170,6 +185,8 @@ class MemoryFolder:
         msg = self._message(uid)
         self._mailbox.checkKeywords(normalized)
         msg.flags = normalized
+        msg.modSeq = self._mailbox.nextModSeq()
+        self._highestModSeq = max(self._highestModSeq, msg.modSeq)
         info = msg.info()
         if uid in self._snapshot:
             self._snapshot[uid] = info
@@ -183,6 +200,7 @@ class MemoryFolder:
                 removed = True
             self._snapshot.pop(uid, None)
         if removed:
+            self._mailbox.nextModSeq()
             self._mailbox.notify(exclude=self)
         return defer.succeed(None)
 

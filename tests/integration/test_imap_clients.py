@@ -25,7 +25,7 @@ PASSWORD = "secret"
 USERS = ("ann@example.test", "ben@example.test", "cat@example.test", "dan@example.test", "eve@example.test")
 EXTENSIONS = {
     "IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "ENABLE", "ID", "LITERAL+", "CHILDREN",
-    "SPECIAL-USE", "CREATE-SPECIAL-USE", "QUOTA", "QUOTA=RES-STORAGE",
+    "SPECIAL-USE", "CREATE-SPECIAL-USE", "QUOTA", "QUOTA=RES-STORAGE", "CONDSTORE",
 }
 
 
@@ -119,7 +119,7 @@ def test_imapclientExtensions(imapServer: RunningServer) -> None:
     c.uid_expunge([1])
     assert c.search() == []
     c.unselect_folder()
-    assert c.enable("CONDSTORE") == []
+    assert c.enable("CONDSTORE") == [b"CONDSTORE"]
     assert c.id_({"name": "imapclient"}) == ((b"name", b"mailsrv", b"vendor", b"mailsrv"),)
     roots, quotas = c.get_quota_root("INBOX")
     assert quotas == []

@@ -7,8 +7,8 @@ L{mailsrv.protocols.imap.server.IMAPServer}:
    C{UID EXPUNGE};
  - MOVE (RFC 6851), C{UID MOVE}: the store moves each message atomically,
    the client hears C{* OK [COPYUID ...]} then the C{EXPUNGE}s;
- - UNSELECT (RFC 3691), ENABLE (RFC 5161; nothing to enable yet, so the
-   answer is an empty C{* ENABLED}), ID (RFC 2971);
+ - UNSELECT (RFC 3691), ENABLE (RFC 5161; C{CONDSTORE} is the one
+   extension to enable), ID (RFC 2971);
  - CREATE-SPECIAL-USE (RFC 6154): C{CREATE name (USE (\\Sent))};
  - QUOTA (RFC 9208, storage resource only): GETQUOTA, GETQUOTAROOT, with
    one root C{""} per account; SETQUOTA is refused (the administrator sets
@@ -303,10 +303,14 @@ class ExtensionsMixin:
 
     def do_ENABLE(self, tag: bytes, capabilities: list[bytes]) -> None:
         """
-        Nothing mailsrv supports needs enabling yet; RFC 5161 says unknown
-        names are ignored, so the answer is an empty C{ENABLED}.
+        C{CONDSTORE} (RFC 7162) can be enabled; RFC 5161 says unknown names
+        are ignored, so they are left out of C{ENABLED}.
         """
-        self.sendUntaggedResponse(b"ENABLED")  # type: ignore[attr-defined]
+        enabled = b""
+        if any(c.upper() == b"CONDSTORE" for c in capabilities):
+            self._enableCondstore()  # type: ignore[attr-defined]
+            enabled = b" CONDSTORE"
+        self.sendUntaggedResponse(b"ENABLED" + enabled)  # type: ignore[attr-defined]
         self.sendPositiveResponse(tag, b"ENABLE completed")  # type: ignore[attr-defined]
 
     auth_ENABLE = (do_ENABLE, arg_atoms)

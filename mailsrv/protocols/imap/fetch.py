@@ -21,12 +21,16 @@ What this fixes in Twisted's C{IMAP4Server}:
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
+import itertools
 import re
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, Union
 
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import deferLater
 from twisted.mail.imap4 import (
+    IllegalClientResponse,
     IMAP4Server,
     IMessageFile,
     MailboxException,
@@ -40,6 +44,7 @@ from twisted.mail.imap4 import (
 from twisted.python.failure import Failure
 
 from mailsrv.errors import MailError
+from mailsrv.interfaces import IIndexedFolder
 from mailsrv.protocols.imap.message import selectHeaderFields
 
 if TYPE_CHECKING:
@@ -114,10 +119,20 @@ class _StructureView:
         return headers
 
     def getSize(self) -> int:
-        rawHeader = getattr(self._part, "rawHeader", None)
-        if rawHeader is not None and hasattr(self._part, "getUID"):
-            return max(self._part.getSize() - len(rawHeader()), 0)
+        headerSize = getattr(self._part, "headerSize", None)
+        if headerSize is not None:
+            return max(self._part.getSize() - headerSize(), 0)
         return self._part.getSize()
+
+    def getBodyFile(self) -> Any:
+        """
+        The body; Twisted only iterates over it to count lines, so the
+        index's count is enough when it has one.
+        """
+        summary = getattr(self._part, "summary", None)
+        if summary is not None and summary.bodyLines is not None:
+            return itertools.repeat(b"", summary.bodyLines)
+        return self._part.getBodyFile()
 
     def getSubPart(self, part: int) -> "_StructureView":
         return _StructureView(self._part.getSubPart(part))
@@ -145,11 +160,49 @@ def _addresses(value: Optional[str]) -> Optional[list[list[Optional[str]]]]:
     return result or None
 
 
+#: ENVELOPE bytes by the indexed header fields they were made from: the
+#: address parsing and quoting cost more than everything else in a large
+#: FETCH, and the result depends on those fields only.  Bounded: cleared
+#: when full.
+_envelopeMemo: dict[tuple[tuple[str, bytes], ...], bytes] = {}
+MAX_MEMO_ENTRIES = 200_000
+
+_ENVELOPE_FIELDS = (
+    "date",
+    "subject",
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "in-reply-to",
+    "message-id",
+)
+
+
+def envelopeBytes(msg: Any) -> bytes:
+    """
+    The serialised ENVELOPE of a message, memoised by its indexed header
+    fields when the index has a summary for it.
+    """
+    summary = getattr(msg, "summary", None)
+    if summary is None:
+        return collapseNestedLists([envelope(msg)])
+    key = summary.fields
+    cached = _envelopeMemo.get(key)
+    if cached is None:
+        if len(_envelopeMemo) >= MAX_MEMO_ENTRIES:
+            _envelopeMemo.clear()
+        cached = _envelopeMemo[key] = collapseNestedLists([envelope(msg)])
+    return cached
+
+
 def envelope(msg: Any) -> list[Any]:
     """
     The ENVELOPE structure (RFC 3501 section 7.4.2) of a message.
     """
-    headers = msg.getHeaders(True)
+    headers = msg.getHeaders(False, *_ENVELOPE_FIELDS)
     sender = _addresses(headers.get("from"))
     return [
         headers.get("date"),
@@ -178,6 +231,107 @@ def _isStructureOnly(item: Any) -> bool:
     return not (item.header or item.text or item.mime or item.empty)
 
 
+#: Messages per FETCH batch: one index look-up and one write each.
+FETCH_BATCH = 250
+
+
+class _ModSeqItem:
+    """
+    The C{MODSEQ} FETCH attribute (RFC 7162), beside Twisted's parsed ones.
+    """
+
+    type = "modseq"
+
+
+@dataclasses.dataclass
+class FetchRequest:
+    """
+    A parsed FETCH: Twisted's attribute objects (and L{_ModSeqItem}) and the
+    C{CHANGEDSINCE} modifier.
+    """
+
+    query: list[Any]
+    changedSince: Optional[int] = None
+
+
+def _usesHeaders(item: Any) -> bool:
+    """
+    Whether a FETCH attribute reads header fields the index may hold.
+    """
+    if item.type in ("envelope", "bodystructure"):
+        return True
+    return item.type == "body" and (_isStructureOnly(item) or bool(item.header and item.header.fields and not item.header.negate and not item.part))
+
+
+def _topLevelWords(line: bytes) -> list[bytes]:
+    """
+    The space-separated words of a FETCH attribute list (outer parentheses
+    removed), brackets and parentheses kept inside their word.
+    """
+    if line.startswith(b"(") and line.endswith(b")"):
+        line = line[1:-1]
+    words: list[bytes] = []
+    depth = 0
+    current = bytearray()
+    for byte in line:
+        c = bytes((byte,))
+        if c in (b"[", b"("):
+            depth += 1
+        elif c in (b"]", b")"):
+            depth -= 1
+        if c == b" " and depth == 0:
+            if current:
+                words.append(bytes(current))
+            current = bytearray()
+            continue
+        current += c
+    if current:
+        words.append(bytes(current))
+    return words
+
+
+def _splitModifiers(line: bytes) -> tuple[bytes, Optional[bytes]]:
+    """
+    Split C{<attributes> [(<modifiers>)]} into the attributes and the
+    modifier text (without parentheses), or L{None} without modifiers.
+    """
+    if line.endswith(b")"):
+        depth = 0
+        for i in range(len(line) - 1, -1, -1):
+            c = line[i : i + 1]
+            if c == b")":
+                depth += 1
+            elif c == b"(":
+                depth -= 1
+                if depth == 0:
+                    head = line[:i].rstrip()
+                    oneList = head.startswith(b"(") and head.endswith(b")")
+                    if line[i - 1 : i] == b" " and head and (oneList or len(_topLevelWords(head)) == 1):
+                        return head, line[i + 1 : -1].strip()
+                    break
+    return line, None
+
+
+#: Bodies up to this size are sent from memory rather than by a producer.
+SMALL_BODY = 128 * 1024
+
+
+def _readSmall(f: Any) -> Optional[bytes]:
+    """
+    The rest of C{f} if at most L{SMALL_BODY} octets remain (C{f} is then
+    closed), else L{None} with C{f} untouched.
+    """
+    here = f.tell()
+    end = f.seek(0, 2)
+    f.seek(here)
+    if end - here > SMALL_BODY:
+        return None
+    try:
+        return f.read()
+    finally:
+        f.close()
+
+
 def _flagList(flags: list[str]) -> bytes:
     return b"(" + b" ".join(f.encode("ascii") for f in flags) + b")"
 
@@ -197,17 +351,120 @@ class FetchMixin:
 
     # ------------------------------------------------------------------ FETCH
 
-    def do_FETCH(self, tag: bytes, messages: MessageSet, query: list[Any], uid: int = 0) -> None:
-        if query and _marksSeen(query) and self.mbox.isWriteable():
+    def arg_fetchRequest(self, line: bytes) -> tuple["FetchRequest", bytes]:
+        """
+        The FETCH attributes and RFC 4466 modifiers: Twisted's parser for
+        the attributes, with C{MODSEQ} (RFC 7162) taken out first, and
+        C{(CHANGEDSINCE n)} after them.
+        """
+        attributes, modifiers = _splitModifiers(line.strip())
+        words = _topLevelWords(attributes)
+        modseq = any(w.upper() == b"MODSEQ" for w in words)
+        if modseq:
+            kept = b" ".join(w for w in words if w.upper() != b"MODSEQ")
+            attributes = b"(" + kept + b")" if attributes.startswith(b"(") else kept
+        query: list[Any] = []
+        if attributes.strip() not in (b"", b"()"):
+            parser = _FetchParser()
+            parser.parseString(attributes)
+            query = list(parser.result)
+        changedSince = None
+        if modifiers is not None:
+            parts = modifiers.split()
+            if len(parts) != 2 or parts[0].upper() != b"CHANGEDSINCE" or not parts[1].isdigit():
+                raise IllegalClientResponse("Unknown FETCH modifier")
+            changedSince = int(parts[1])
+        if changedSince is not None:
+            modseq = True
+        if modseq:
+            query.append(_ModSeqItem())
+        if not query:
+            raise IllegalClientResponse("Empty FETCH attribute list")
+        return FetchRequest(query, changedSince), b""
+
+    def do_FETCH(self, tag: bytes, messages: MessageSet, request: "FetchRequest", uid: int = 0) -> None:
+        query = request.query
+        if any(item.type == "modseq" for item in query):
+            if not self._condstoreAvailable():  # type: ignore[attr-defined]
+                self.sendBadResponse(tag, b"[NOMODSEQ] No MODSEQ in this mailbox")  # type: ignore[attr-defined]
+                return
+            self._enableCondstore()  # type: ignore[attr-defined]
+        if _marksSeen(query) and self.mbox.isWriteable():
             setSeen = getattr(self.mbox, "setSeen", None)
             if setSeen is not None:
-                selected = self.mbox.fetch(messages, uid)
-                setSeen([seq for seq, _ in selected])
+                setSeen([seq for seq, _ in self.mbox.fetch(messages, uid)])
                 if not any(item.type == "flags" for item in query):
                     query = query + [_FetchParser.Flags()]
-        IMAP4Server.do_FETCH(self, tag, messages, query, uid)  # type: ignore[arg-type]
+        try:
+            selected = self.mbox.fetch(messages, uid)
+        except (MailError, MailboxException) as e:
+            self._mailboxNo(tag, e)  # type: ignore[attr-defined]
+            return
+        if request.changedSince is not None:
+            selected = [(seq, m) for seq, m in selected if m.info.modSeq > request.changedSince]
+        self._block()  # type: ignore[attr-defined]
+        oldTimeout = self.setTimeout(None)  # type: ignore[attr-defined]
+        d = Deferred.fromCoroutine(self._fetchResponses(selected, query, uid))
 
-    select_FETCH = (do_FETCH, IMAP4Server.arg_seqset, IMAP4Server.arg_fetchatt)
+        def done(_: object) -> None:
+            self.setTimeout(oldTimeout)  # type: ignore[attr-defined]
+            self.sendPositiveResponse(tag, b"FETCH completed")  # type: ignore[attr-defined]
+            self._unblock()  # type: ignore[attr-defined]
+
+        def failed(failure: Failure) -> None:
+            # Part of the response may be out: the connection cannot be
+            # trusted to be in step any more.
+            self.log.failure("FETCH failed", failure)
+            self.transport.loseConnection()
+
+        d.addCallbacks(done, failed)
+
+    select_FETCH = (do_FETCH, IMAP4Server.arg_seqset, arg_fetchRequest)
+
+    async def _fetchResponses(self, selected: list[tuple[int, Any]], query: list[Any], uid: int) -> None:
+        """
+        Write one untagged FETCH per message, in batches: header data for a
+        batch comes from the folder index in one call, the output of a
+        batch is written at once, and the reactor runs between batches;
+        message bodies are streamed by producers.
+        """
+        folder = getattr(self.mbox, "folder", None)
+        index = IIndexedFolder(folder, None) if folder is not None else None
+        wantsHeaders = index is not None and any(_usesHeaders(item) for item in query)
+        uidItem = any(item.type == "uid" for item in query)
+        chunks: list[bytes] = []
+
+        def flush() -> None:
+            if chunks:
+                data = b"".join(chunks)
+                del chunks[:]
+                self.transport.write(data)
+
+        for start in range(0, len(selected), FETCH_BATCH):
+            batch = selected[start : start + FETCH_BATCH]
+            if wantsHeaders:
+                summaries = await index.summaries([m.info.uid for _, m in batch])  # type: ignore[union-attr]
+                for _, msg in batch:
+                    msg.summary = summaries.get(msg.info.uid)
+            for seq, msg in batch:
+                chunks.append(b"* %d FETCH (" % (seq,))
+                first = True
+                for item in query:
+                    if not first:
+                        chunks.append(b" ")
+                    first = False
+                    if item.type == "body":
+                        pending = self.spew_body(item, seq, msg, chunks.append, flush)
+                    else:
+                        pending = getattr(self, "spew_" + item.type)(seq, msg, chunks.append, flush)
+                    if isinstance(pending, Deferred):
+                        await pending
+                if uid and not uidItem:
+                    chunks.append(b" UID %d" % (msg.getUID(),))
+                chunks.append(b")\r\n")
+            flush()
+            if start + FETCH_BATCH < len(selected):
+                await deferLater(self._clock, 0, lambda: None)  # type: ignore[attr-defined]
 
     def spew_flags(self, id: int, msg: Any, _w: Optional[Writer] = None, _f: Any = None) -> None:
         # Twisted's fallback writer is misspelt (transport.writen).
@@ -216,7 +473,11 @@ class FetchMixin:
 
     def spew_envelope(self, id: int, msg: Any, _w: Optional[Writer] = None, _f: Any = None) -> None:
         write = _w if _w is not None else self.transport.write
-        write(b"ENVELOPE " + collapseNestedLists([envelope(msg)]))
+        write(b"ENVELOPE " + envelopeBytes(msg))
+
+    def spew_modseq(self, id: int, msg: Any, _w: Optional[Writer] = None, _f: Any = None) -> None:
+        write = _w if _w is not None else self.transport.write
+        write(b"MODSEQ (%d)" % (msg.info.modSeq,))
 
     def spew_bodystructure(self, id: int, msg: Any, _w: Optional[Writer] = None, _f: Any = None) -> None:
         write = _w if _w is not None else self.transport.write
@@ -251,10 +512,13 @@ class FetchMixin:
 
         data: Union[bytes, BinaryIO]
         if part.header:
-            header = _rawHeader(target)
-            if part.header.fields:
-                header = selectHeaderFields(header, part.header.fields, part.header.negate)
-            data = header
+            if part.header.fields and hasattr(target, "headerFieldsBytes"):
+                data = target.headerFieldsBytes(part.header.fields, part.header.negate)
+            else:
+                header = _rawHeader(target)
+                if part.header.fields:
+                    header = selectHeaderFields(header, part.header.fields, part.header.negate)
+                data = header
         elif part.mime:
             data = _rawHeader(target)
         elif part.text or part.part:
@@ -271,6 +535,13 @@ class FetchMixin:
                 data = data[part.partialBegin : part.partialBegin + part.partialLength]
             else:
                 data = _Window(data, part.partialBegin, part.partialLength)  # type: ignore[assignment]
+        if not isinstance(data, bytes):
+            # Small bodies (most mail) go out with the response they belong
+            # to; only large ones are streamed by a producer, which costs a
+            # round through the reactor per message.
+            small = _readSmall(data)
+            if small is not None:
+                data = small
         if isinstance(data, bytes):
             write(name + b" " + _literal(data))
             return None
@@ -282,8 +553,28 @@ class FetchMixin:
 
     # ------------------------------------------------------------------ STORE
 
-    def do_STORE(self, tag: bytes, messages: MessageSet, mode: bytes, flags: list[bytes], uid: int = 0) -> None:
-        item = mode.upper()
+    def arg_storeMode(self, line: bytes) -> tuple[tuple[bytes, Optional[int]], bytes]:
+        """
+        The STORE data item name, after the optional RFC 7162 modifier
+        C{(UNCHANGEDSINCE n)}.
+        """
+        unchangedSince = None
+        line = line.lstrip()
+        if line.startswith(b"("):
+            end = line.find(b")")
+            parts = line[1:end].split() if end > 0 else []
+            if len(parts) != 2 or parts[0].upper() != b"UNCHANGEDSINCE" or not parts[1].isdigit():
+                raise IllegalClientResponse("Unknown STORE modifier")
+            unchangedSince = int(parts[1])
+            line = line[end + 1 :].lstrip()
+        item, rest = IMAP4Server.arg_atom(self, line)  # type: ignore[arg-type]
+        return (item, unchangedSince), rest
+
+    def do_STORE(
+        self, tag: bytes, messages: MessageSet, mode: tuple[bytes, Optional[int]], flags: list[bytes], uid: int = 0
+    ) -> None:
+        item, unchangedSince = mode
+        item = item.upper()
         silent = item.endswith(b".SILENT")
         if silent:
             item = item[: -len(b".SILENT")]
@@ -291,24 +582,49 @@ class FetchMixin:
         if item not in modes:
             self.sendBadResponse(tag, b"Unknown STORE data item")  # type: ignore[attr-defined]
             return
+        if unchangedSince is not None:
+            if not self._condstoreAvailable():  # type: ignore[attr-defined]
+                self.sendNegativeResponse(tag, b"[NOMODSEQ] No MODSEQ in this mailbox")  # type: ignore[attr-defined]
+                return
+            self._enableCondstore()  # type: ignore[attr-defined]
         if not self.mbox.isWriteable():
             self.sendNegativeResponse(tag, b"Mailbox is read-only")  # type: ignore[attr-defined]
             return
         textFlags = [f.decode("ascii", "replace") for f in flags]
+        modified: list[int] = []
         try:
-            result = self.mbox.store(messages, textFlags, modes[item], uid=uid)
+            if unchangedSince is None:
+                result = self.mbox.store(messages, textFlags, modes[item], uid=uid)
+            else:
+                result = self.mbox.store(
+                    messages, textFlags, modes[item], uid=uid, unchangedSince=unchangedSince, modified=modified
+                )
         except (MailError, MailboxException) as e:
             self._mailboxNo(tag, e)  # type: ignore[attr-defined]
             return
-        if not silent:
-            for seq in sorted(result):
-                extra = b" UID %d" % (self.mbox.getUID(seq),) if uid else b""
-                self.sendUntaggedResponse(  # type: ignore[attr-defined]
-                    b"%d FETCH (FLAGS %b%b)" % (seq, _flagList(result[seq]), extra)
-                )
+        withModSeq = self._condstoreEnabled()  # type: ignore[attr-defined]
+        for seq in sorted(result):
+            parts = []
+            if not silent:
+                parts.append(b"FLAGS " + _flagList(result[seq]))
+            if uid:
+                parts.append(b"UID %d" % (self.mbox.getUID(seq),))
+            if withModSeq:
+                # RFC 7162 section 3.1.3: MODSEQ is reported even for .SILENT.
+                parts.append(b"MODSEQ (%d)" % (max(self.mbox.info(seq).modSeq, 1),))
+            if not silent or withModSeq:
+                self.sendUntaggedResponse(b"%d FETCH (%b)" % (seq, b" ".join(parts)))  # type: ignore[attr-defined]
+        if modified:
+            numbers = [self.mbox.getUID(seq) for seq in modified] if uid else modified
+            from mailsrv.protocols.imap.extensions import _seqText
+
+            self.sendPositiveResponse(  # type: ignore[attr-defined]
+                tag, b"[MODIFIED " + _seqText(sorted(numbers)) + b"] Conditional STORE failed"
+            )
+            return
         self.sendPositiveResponse(tag, b"STORE completed")  # type: ignore[attr-defined]
 
-    select_STORE = (do_STORE, IMAP4Server.arg_seqset, IMAP4Server.arg_atom, IMAP4Server.arg_flaglist)
+    select_STORE = (do_STORE, IMAP4Server.arg_seqset, arg_storeMode, IMAP4Server.arg_flaglist)
 
     # ------------------------------------------------------------------- COPY
 

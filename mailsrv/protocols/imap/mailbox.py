@@ -70,6 +70,7 @@ class SyncResult:
 
     expunged: list[int] = dataclasses.field(default_factory=list)
     flags: dict[int, list[str]] = dataclasses.field(default_factory=dict)
+    modSeqs: dict[int, int] = dataclasses.field(default_factory=dict)
     exists: Optional[int] = None
     recent: int = 0
 
@@ -166,8 +167,9 @@ class IMAPMailbox:
                 self._recent.discard(info.uid)
                 continue
             kept.append(now)
-            if now.flags != info.flags:
+            if now.flags != info.flags or now.modSeq != info.modSeq:
                 result.flags[len(kept)] = self._message(now).getFlags()
+                result.modSeqs[len(kept)] = now.modSeq
         lastUid = self._infos[-1].uid if self._infos else 0
         new = sorted((i for i in current.values() if i.uid > lastUid), key=lambda i: i.uid)
         watermark = self._tracker.watermark(self._key)
@@ -204,8 +206,9 @@ class IMAPMailbox:
 
     def getFlags(self) -> list[str]:
         keywords = set()
-        for info in self._infos:
-            keywords.update(f for f in info.flags if not f.startswith("\\"))
+        # Backends share one frozenset per distinct flag combination.
+        for flags in {id(i.flags): i.flags for i in self._infos}.values():
+            keywords.update(f for f in flags if not f.startswith("\\"))
         return list(SYSTEM_FLAGS) + sorted(keywords)
 
     def getHierarchicalDelimiter(self) -> str:
@@ -218,6 +221,17 @@ class IMAPMailbox:
 
     def getUIDNext(self) -> int:
         return self.folder.uidNext()
+
+    def highestModSeq(self) -> Optional[int]:
+        """
+        The folder's RFC 7162 HIGHESTMODSEQ, or L{None} when the backend
+        keeps no MODSEQs (then the mailbox is C{NOMODSEQ}).
+        """
+        highest = getattr(self.folder, "highestModSeq", None)
+        if highest is None:
+            return None
+        # Never 0 on the wire: RFC 7162 MODSEQs are positive.
+        return max(int(highest()), 1)
 
     def getUID(self, message: int) -> int:
         return self._infos[message - 1].uid
@@ -238,7 +252,12 @@ class IMAPMailbox:
         raise NotImplementedError("folders are deleted through the account")
 
     def requestStatus(self, names: Iterable[str]) -> dict[str, int]:
-        return statusRequestHelper(self, names)
+        names = list(names)
+        wantsModSeq = "HIGHESTMODSEQ" in names
+        result = statusRequestHelper(self, [n for n in names if n != "HIGHESTMODSEQ"])
+        if wantsModSeq:
+            result["HIGHESTMODSEQ"] = self.highestModSeq() or 0
+        return result
 
     def addListener(self, listener: Any) -> None:
         if not self._listeners:
@@ -323,21 +342,41 @@ class IMAPMailbox:
 
         return maybeDeferred(self.folder.transfer, wanted, target.folder, move).addCallback(done)
 
+    def info(self, seq: int) -> MessageInfo:
+        """
+        The session's view of message C{seq}.
+        """
+        return self._infos[seq - 1]
+
     def fetch(self, messages: MessageSet, uid: bool) -> list[tuple[int, IMAPMessage]]:
         return [(seq, self._message(info)) for seq, info in self._select(messages, uid)]
 
     def store(
-        self, messages: MessageSet, flags: Iterable[str], mode: int, uid: bool
+        self,
+        messages: MessageSet,
+        flags: Iterable[str],
+        mode: int,
+        uid: bool,
+        unchangedSince: Optional[int] = None,
+        modified: Optional[list[int]] = None,
     ) -> dict[int, list[str]]:
         """
         Set (C{mode} 0), add (1) or remove (-1) flags; returns the new flags
         of every message touched, by sequence number.
+
+        @param unchangedSince: RFC 7162 C{UNCHANGEDSINCE}: messages whose
+            MODSEQ is above it are left alone and their sequence numbers
+            appended to C{modified}.
         """
         if not self._writeable:
             raise ReadOnlyMailbox()
         change = _storableFlags(flags)
         result = {}
         for seq, info in self._select(messages, uid):
+            if unchangedSince is not None and info.modSeq > unchangedSince:
+                if modified is not None:
+                    modified.append(seq)
+                continue
             if mode > 0:
                 new = set(info.flags) | change
             elif mode < 0:

@@ -27,7 +27,7 @@ from typing import BinaryIO, Optional, Sequence, Union
 from twisted.mail.interfaces import IMessageIMAP, IMessageIMAPFile, IMessageIMAPPart
 from zope.interface import implementer
 
-from mailsrv.interfaces import IMailFolder, MessageInfo
+from mailsrv.interfaces import IMailFolder, MessageInfo, MessageSummary
 
 # A header block larger than this is cut there: what follows is treated as
 # body.  Real headers are a few KiB; this bounds memory per header fetch.
@@ -202,6 +202,9 @@ class IMAPMessage:
         self.recent = recent
         self._header: Optional[bytes] = None
         self._parsed: Optional[email.message.Message] = None
+        # Set by FETCH and SEARCH from the folder index (IIndexedFolder):
+        # header requests it covers are answered without opening the file.
+        self.summary: Optional[MessageSummary] = None
 
     # IMessageIMAPFile
 
@@ -233,12 +236,51 @@ class IMAPMessage:
                 self._header = readHeaderBlock(f)
         return self._header
 
+    def _indexed(self, negate: bool, names: Sequence[HeaderName]) -> Optional[MessageSummary]:
+        """
+        The summary, if it holds every field of a C{HEADER.FIELDS}-style
+        request.
+        """
+        summary = self.summary
+        if summary is None or negate or not names:
+            return None
+        indexed = getattr(self.folder, "indexedFields", ())
+        if all(_nameText(n) in indexed for n in names):
+            return summary
+        return None
+
+    def headerFieldsBytes(self, names: Sequence[HeaderName], negate: bool) -> bytes:
+        """
+        What C{BODY[HEADER.FIELDS (names)]} returns (see
+        L{selectHeaderFields}), from the index when it covers the request.
+        """
+        summary = self._indexed(negate, names)
+        if summary is None:
+            return selectHeaderFields(self.rawHeader(), names, negate)
+        wanted = {_nameText(n) for n in names}
+        return b"".join(raw for name, raw in summary.fields if name in wanted) + b"\r\n"
+
+    def headerSize(self) -> int:
+        """
+        The size of the header block with its empty line.
+        """
+        if self.summary is not None:
+            return self.summary.headerSize
+        return len(self.rawHeader())
+
     def getHeaders(self, negate: bool, *names: HeaderName) -> dict[str, str]:
-        return headersDict(self.rawHeader(), negate, names)
+        summary = self._indexed(negate, names)
+        if summary is None:
+            return headersDict(self.rawHeader(), negate, names)
+        result: dict[str, str] = {}
+        for name, raw in summary.fields:
+            if name not in result and any(_nameText(n) == name for n in names):
+                result[name] = headerValueText(raw.split(b":", 1)[1] if b":" in raw else b"")
+        return result
 
     def getBodyFile(self) -> BinaryIO:
         f = self.open()
-        f.seek(len(self.rawHeader()))
+        f.seek(self.headerSize())
         return f
 
     def getSize(self) -> int:

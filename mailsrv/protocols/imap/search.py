@@ -10,9 +10,10 @@ failed.  Here every text comparison is case-insensitive on Unicode
 (RFC 3501 section 6.4.4), and date terms ignore the time of day as the RFC
 says.
 
-Evaluation is synchronous over the selected mailbox; BODY and TEXT read the
-messages in 64 KiB chunks.  A later issue adds an index
-(C{ISearchableMailbox}) for large folders.
+Header keys (FROM, SUBJECT, HEADER...) are answered from the folder index
+(L{mailsrv.interfaces.IIndexedFolder}) when the backend has one; BODY and
+TEXT read the messages in 64 KiB chunks.  C{MODSEQ} (RFC 7162) compares
+the message's MODSEQ.
 """
 
 from __future__ import annotations
@@ -21,14 +22,33 @@ import copy
 import datetime
 import email.header
 import email.utils
-from typing import TYPE_CHECKING, Any, BinaryIO, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Optional
 
+from twisted.internet.defer import Deferred
 from twisted.mail.imap4 import IllegalIdentifierError, IllegalQueryError, IMAP4Server, parseIdList
+from twisted.python.failure import Failure
+
+from mailsrv.errors import MailError
+from mailsrv.interfaces import IIndexedFolder
 
 if TYPE_CHECKING:
     from twisted.logger import Logger
 
 _CHUNK = 64 * 1024
+
+#: Search keys that read header fields (answered from the folder index).
+_HEADER_KEYS = {b"BCC", b"CC", b"FROM", b"TO", b"SUBJECT", b"HEADER", b"SENTBEFORE", b"SENTON", b"SENTSINCE"}
+
+#: Messages per folder-index request during SEARCH.
+_SUMMARY_BATCH = 1000
+
+
+def _flatten(query: list[Any]) -> Iterator[Any]:
+    for item in query:
+        if isinstance(item, list):
+            yield from _flatten(item)
+        else:
+            yield item
 
 
 def _text(value: Any) -> str:
@@ -97,21 +117,80 @@ class SearchMixin:
         if charset is not None and charset.upper() not in (b"US-ASCII", b"UTF-8"):
             self.sendNegativeResponse(tag, b"[BADCHARSET (US-ASCII UTF-8)] Unsupported charset")  # type: ignore[attr-defined]
             return
+        words = {w.upper() for w in _flatten(query) if isinstance(w, bytes)}
+        usesModSeq = b"MODSEQ" in words
+        if usesModSeq:
+            if not self._condstoreAvailable():  # type: ignore[attr-defined]
+                self.sendNegativeResponse(tag, b"[NOMODSEQ] No MODSEQ in this mailbox")  # type: ignore[attr-defined]
+                return
+            self._enableCondstore()  # type: ignore[attr-defined]
         messages = self.mbox.fetch(parseIdList(b"1:*"), False)
+        folder = getattr(self.mbox, "folder", None)
+        index = IIndexedFolder(folder, None) if folder is not None else None
+        self._block()  # type: ignore[attr-defined]
+        d = Deferred.fromCoroutine(
+            self._search(messages, query, uid, index if words & _HEADER_KEYS else None, usesModSeq)
+        )
+        d.addCallbacks(self._searched, self._searchFailed, (tag,), None, (tag, query), None)
+
+    async def _search(
+        self, messages: list[Any], query: list[Any], uid: int, index: Any, usesModSeq: bool
+    ) -> bytes:
+        """
+        Evaluate the query over every message of the view; header keys are
+        answered from the folder index when there is one (summaries fetched
+        in batches first).
+        """
+        if index is not None:
+            for start in range(0, len(messages), _SUMMARY_BATCH):
+                batch = messages[start : start + _SUMMARY_BATCH]
+                summaries = await index.summaries([m.info.uid for _, m in batch])
+                for _, msg in batch:
+                    msg.summary = summaries.get(msg.info.uid)
         lastSeq = messages[-1][0] if messages else 0
         lastUid = messages[-1][1].getUID() if messages else 0
         found = []
-        try:
-            for seq, msg in messages:
-                if self._searchFilter(copy.deepcopy(query), seq, msg, lastSeq, lastUid):  # type: ignore[attr-defined]
-                    found.append(b"%d" % (msg.getUID() if uid else seq,))
-        except (IllegalQueryError, IllegalIdentifierError, ValueError, IndexError, TypeError) as e:
-            # The client's mistake: no traceback in the log.
-            self.log.debug("Bad SEARCH query {query!r}: {problem}", query=query, problem=str(e))
-            self.sendBadResponse(tag, b"Invalid search query")  # type: ignore[attr-defined]
-            return
-        self.sendUntaggedResponse(b" ".join([b"SEARCH"] + found))  # type: ignore[attr-defined]
+        highest = 0
+        for seq, msg in messages:
+            if self._searchFilter(copy.deepcopy(query), seq, msg, lastSeq, lastUid):  # type: ignore[attr-defined]
+                found.append(b"%d" % (msg.getUID() if uid else seq,))
+                highest = max(highest, msg.info.modSeq)
+        if usesModSeq and found:
+            # RFC 7162 section 3.1.5: the highest MODSEQ of what was found.
+            found.append(b"(MODSEQ %d)" % (highest,))
+        return b" ".join([b"SEARCH"] + found)
+
+    def _searched(self, response: bytes, tag: bytes) -> None:
+        self.sendUntaggedResponse(response)  # type: ignore[attr-defined]
         self.sendPositiveResponse(tag, b"SEARCH completed")  # type: ignore[attr-defined]
+        self._unblock()  # type: ignore[attr-defined]
+
+    def _searchFailed(self, failure: Failure, tag: bytes, query: list[Any]) -> None:
+        if failure.check(IllegalQueryError, IllegalIdentifierError, ValueError, IndexError, TypeError):
+            # The client's mistake: no traceback in the log.
+            self.log.debug(
+                "Bad SEARCH query {query!r}: {problem}", query=query, problem=str(failure.value)
+            )
+            self.sendBadResponse(tag, b"Invalid search query")  # type: ignore[attr-defined]
+        elif failure.check(MailError):
+            self._mailboxNo(tag, failure.value)  # type: ignore[attr-defined]
+        else:
+            self.log.failure("SEARCH failed", failure)
+            self.sendNegativeResponse(tag, b"[SERVERBUG] SEARCH failed")  # type: ignore[attr-defined]
+        self._unblock()  # type: ignore[attr-defined]
+
+    def search_MODSEQ(self, query: list[Any], id: int, msg: Any) -> bool:
+        """
+        C{MODSEQ [<entry-name> <entry-type>] <mod-sequence>} (RFC 7162):
+        per-flag MODSEQs are not kept, so an entry name means the message's.
+        """
+        value = _text(query.pop(0))
+        if not value.isdigit():
+            query.pop(0)  # the entry type: priv, shared or all
+            value = _text(query.pop(0))
+        if not value.isdigit():
+            raise ValueError("MODSEQ needs a number")
+        return bool(msg.info.modSeq >= int(value))
 
     select_SEARCH = (do_SEARCH, IMAP4Server.opt_charset, IMAP4Server.arg_searchkeys)
 

@@ -77,7 +77,7 @@ from mailsrv.tls import negotiatedTLS
 
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
 
-_STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN")
+_STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"HIGHESTMODSEQ")
 
 
 class _Answered(Exception):
@@ -148,6 +148,24 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         self._discardingLine = False
         self._idleTag: Optional[bytes] = None
         self._nonSyncLiteral = False
+        # RFC 7162: set by ENABLE CONDSTORE or the first command using it;
+        # from then on every FETCH response carries MODSEQ.
+        self._condstore = False
+
+    # ---------------------------------------------------------- CONDSTORE
+
+    def _condstoreAvailable(self) -> bool:
+        """
+        Whether the selected mailbox keeps MODSEQs.
+        """
+        highest = getattr(self.mbox, "highestModSeq", None)
+        return highest is not None and highest() is not None
+
+    def _enableCondstore(self) -> None:
+        self._condstore = True
+
+    def _condstoreEnabled(self) -> bool:
+        return self._condstore and self._condstoreAvailable()
 
     # ------------------------------------------------------------ connection
 
@@ -372,6 +390,7 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         caps[b"CREATE-SPECIAL-USE"] = None
         caps[b"QUOTA"] = None
         caps[b"QUOTA=RES-STORAGE"] = None
+        caps[b"CONDSTORE"] = None
         caps[b"APPENDLIMIT=%d" % (self.maxMessageSize,)] = None
         return caps
 
@@ -590,9 +609,11 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         result = sync()
         for seq in result.expunged:
             self.sendUntaggedResponse(b"%d EXPUNGE" % (seq,))
+        withModSeq = self._condstoreEnabled()
         for seq in sorted(result.flags):
             flags = b" ".join(f.encode("ascii") for f in result.flags[seq])
-            self.sendUntaggedResponse(b"%d FETCH (FLAGS (%b))" % (seq, flags))
+            modseq = b" MODSEQ (%d)" % (result.modSeqs.get(seq, 1),) if withModSeq else b""
+            self.sendUntaggedResponse(b"%d FETCH (FLAGS (%b)%b)" % (seq, flags, modseq))
         if result.exists is not None:
             self.sendUntaggedResponse(b"%d EXISTS" % (result.exists,))
             self.sendUntaggedResponse(b"%d RECENT" % (result.recent,))
@@ -624,7 +645,21 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         else:
             self.sendNegativeResponse(tag, str(error).encode("ascii", "replace") or b"Failed")
 
-    def _selectWork(self, tag: bytes, name: bytes, rw: int, cmdName: bytes) -> None:
+    def opt_selectParams(self, line: bytes) -> tuple[bool, bytes]:
+        """
+        The RFC 4466 SELECT/EXAMINE parameters; only C{(CONDSTORE)} is
+        known.  Returns whether it was given.
+        """
+        line = (line or b"").strip()
+        if not line:
+            return False, b""
+        if line.upper() != b"(CONDSTORE)":
+            raise IllegalClientResponse("Unknown SELECT parameter")
+        return True, b""
+
+    def _selectWork(self, tag: bytes, name: bytes, condstore: bool, rw: int, cmdName: bytes) -> None:
+        if condstore:
+            self._enableCondstore()
         if self.mbox is not None:
             self.mbox.removeListener(self)
             close = getattr(self.mbox, "close", None)
@@ -658,13 +693,18 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
             self.sendPositiveResponse(None, b"[UNSEEN %d] First unseen" % (unseen,))
         self.sendPositiveResponse(None, b"[UIDVALIDITY %d] UIDs valid" % (mbox.getUIDValidity(),))
         self.sendPositiveResponse(None, b"[UIDNEXT %d] Predicted next UID" % (mbox.getUIDNext(),))
+        highest = getattr(mbox, "highestModSeq", lambda: None)()
+        if highest is not None:
+            self.sendPositiveResponse(None, b"[HIGHESTMODSEQ %d] Highest" % (highest,))
+        else:
+            self.sendPositiveResponse(None, b"[NOMODSEQ] No permanent modsequences")
         mode = b"READ-WRITE" if mbox.isWriteable() else b"READ-ONLY"
         self.mbox = mbox
         self.state = "select"
         self.sendPositiveResponse(tag, b"[" + mode + b"] " + cmdName + b" completed")
 
-    auth_SELECT = select_SELECT = (_selectWork, IMAP4Server.arg_astring, 1, b"SELECT")
-    auth_EXAMINE = select_EXAMINE = (_selectWork, IMAP4Server.arg_astring, 0, b"EXAMINE")
+    auth_SELECT = select_SELECT = (_selectWork, IMAP4Server.arg_astring, opt_selectParams, 1, b"SELECT")
+    auth_EXAMINE = select_EXAMINE = (_selectWork, IMAP4Server.arg_astring, opt_selectParams, 0, b"EXAMINE")
 
     def _mailboxCommand(self, tag: bytes, done: bytes, operation: Any, *names: bytes) -> None:
         try:
@@ -717,6 +757,8 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         if mbox is None:
             self.sendNegativeResponse(tag, b"[NONEXISTENT] Mailbox doesn't exist")
             return
+        if b"HIGHESTMODSEQ" in items:
+            self._enableCondstore()
         status = mbox.requestStatus([i.decode("ascii") for i in items])
         pairs = b" ".join(b"%b %d" % (i, status[i.decode("ascii")]) for i in items)
         self.sendUntaggedResponse(b"STATUS " + _prepareMailboxName(name) + b" (" + pairs + b")")

@@ -1,0 +1,520 @@
+# -*- test-case-name: tests.storage.test_index -*-
+"""
+The per-folder metadata index of the Maildir store: a header cache and the
+modification sequences of RFC 7162 (CONDSTORE), so that SELECT, FETCH
+ENVELOPE and header SEARCH do not re-read every message on every request.
+
+Both live in the folder directory beside C{dovecot-uidlist}, under names
+Dovecot does not use (it ignores them, and deleting them loses nothing a
+rebuild cannot restore, except that clients see new MODSEQ values):
+
+C{mailsrv-cache} (L{HeaderCache}): per message, keyed by its Maildir base
+name, the CRLF size, the header block's size, the body's line count and the
+raw bytes of the header fields in L{CACHED_FIELDS}.  The file is one JSON
+header line (format, L{CACHE_VERSION}, record count, CRC-32 of the rest)
+followed by one JSON array per message; strings hold bytes as Latin-1.  It
+is a cache: written atomically (temporary file and rename, not fsync'd),
+read once per process and folder, and thrown away and rebuilt whenever it is
+of another version, fails its checksum or does not parse.  It is never
+trusted for a message it does not describe: records are matched against the
+current directory listing by base name and CRLF size (the size is in the
+name, C{,W=}), records of vanished files are dropped on the next save, and
+new files are parsed once (header block only, plus a line count for
+messages up to L{MAX_LINE_COUNT_SIZE}).  Opening a folder never reads it: it
+is loaded the first time a summary is asked for.
+
+C{mailsrv-modseq} (L{ModSeqLog}): an append-only log of C{<base> <modseq>
+<flag letters>} lines after a C{MAILSRV-MODSEQ 1 <uidvalidity>} header line.
+The folder's flags live in the file names, where Dovecot, other processes
+and other mailsrv sessions change them, so the log records the letters each
+MODSEQ was given for: a refresh that finds different letters in a name gives
+the message the next MODSEQ, whoever renamed it.  Appends happen under the
+folder's metadata lock, after reading what other processes appended, so two
+processes never hand out one number twice.  The log is compacted (rewritten
+atomically with one line per message) when it grows to several times the
+folder.  A damaged or foreign log is discarded: every message then gets a
+MODSEQ above the ones clients may hold (the new log starts above the old
+highest one when that can still be read, else at the current time in
+microseconds, which exceeds any count of earlier changes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import zlib
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Mapping, Optional
+
+from twisted.logger import Logger
+
+from mailsrv.interfaces import MessageSummary
+from mailsrv.storage.fsync import writeFileAtomically
+from mailsrv.storage.uidlist import lockedFolder
+
+CACHE_NAME = "mailsrv-cache"
+CACHE_FORMAT = "mailsrv-cache"
+CACHE_VERSION = 1
+
+MODSEQ_NAME = "mailsrv-modseq"
+MODSEQ_MAGIC = "MAILSRV-MODSEQ"
+MODSEQ_VERSION = 1
+
+#: Header fields kept in the cache: what ENVELOPE and BODYSTRUCTURE need,
+#: plus what common clients ask for with C{BODY.PEEK[HEADER.FIELDS (...)]}
+#: and search on.  Lower case.
+CACHED_FIELDS = frozenset(
+    {
+        "date",
+        "subject",
+        "from",
+        "sender",
+        "reply-to",
+        "to",
+        "cc",
+        "bcc",
+        "in-reply-to",
+        "message-id",
+        "references",
+        "content-type",
+        "content-transfer-encoding",
+        "content-id",
+        "content-description",
+        "content-disposition",
+        "content-language",
+        "content-location",
+        "content-md5",
+        "mime-version",
+        "priority",
+        "x-priority",
+        "importance",
+        "newsgroups",
+        "list-id",
+        "list-post",
+        "x-mailer",
+        "user-agent",
+    }
+)
+
+#: A header block larger than this is cut there (as the IMAP layer does).
+MAX_HEADER_BLOCK = 256 * 1024
+
+#: Messages up to this size are read whole when summarised, to count body
+#: lines (BODYSTRUCTURE needs them for text parts); larger ones are not.
+MAX_LINE_COUNT_SIZE = 4 * 1024 * 1024
+
+
+def summarize(f: BinaryIO) -> tuple[int, Optional[int], tuple[tuple[str, bytes], ...]]:
+    """
+    Parse the header block of a message (CRLF lines, positioned at 0).
+
+    @return: the header block size (with its empty line), the number of
+        body lines (L{None} if the message is too large to count) and the
+        raw cached fields C{(lower-case name, bytes with continuation lines
+        and CRLF)} in message order.
+    """
+    fields: list[tuple[str, bytes]] = []
+    headerSize = 0
+    keep = False
+    while headerSize < MAX_HEADER_BLOCK:
+        line = f.readline(MAX_HEADER_BLOCK - headerSize)
+        if not line:
+            break
+        headerSize += len(line)
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] in (b" ", b"\t"):
+            if keep and fields:
+                name, raw = fields[-1]
+                fields[-1] = (name, raw + line)
+            continue
+        name = line.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
+        keep = name in CACHED_FIELDS
+        if keep:
+            fields.append((name, line))
+    lines: Optional[int] = None
+    f.seek(0, 2)
+    total = f.tell()
+    if total <= MAX_LINE_COUNT_SIZE:
+        f.seek(headerSize)
+        body = f.read()
+        lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+    return headerSize, lines, tuple(fields)
+
+
+def _latin(data: bytes) -> str:
+    return data.decode("latin-1")
+
+
+class HeaderCache:
+    """
+    The L{MessageSummary} of each message of one folder, in memory and in
+    C{mailsrv-cache}.  Used from the reactor thread except for L{load} and
+    L{save}, which touch the disk and run in a thread, and
+    L{summarizeFile}, which reads one message and may run anywhere.
+
+    @ivar loaded: whether the file was read (or found missing/damaged).
+    @ivar dirty: whether the memory holds summaries the file lacks.
+    """
+
+    log = Logger()
+
+    def __init__(self, folderDir: Path) -> None:
+        self.path = folderDir / CACHE_NAME
+        self._summaries: dict[str, MessageSummary] = {}
+        self.loaded = False
+        self.dirty = False
+
+    def get(self, base: str, size: int) -> Optional[MessageSummary]:
+        """
+        The summary of the message with this base name and CRLF size, if
+        the cache has one for exactly that message.
+        """
+        summary = self._summaries.get(base)
+        if summary is None or summary.size != size:
+            return None
+        return summary
+
+    def add(self, base: str, summary: MessageSummary) -> None:
+        self._summaries[base] = summary
+        self.dirty = True
+
+    def __len__(self) -> int:
+        return len(self._summaries)
+
+    @staticmethod
+    def summarizeFile(f: BinaryIO, size: int) -> MessageSummary:
+        """
+        Build a summary from a message file (CRLF view); C{size} is its CRLF
+        size.
+        """
+        headerSize, lines, fields = summarize(f)
+        return MessageSummary(size=size, headerSize=headerSize, bodyLines=lines, fields=fields)
+
+    # ------------------------------------------------------------ the file
+
+    def load(self) -> dict[str, MessageSummary]:
+        """
+        Read the file (blocking).  A missing, damaged or foreign file gives
+        an empty cache (logged when it was there), to be rebuilt.
+        """
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError:
+            self.log.failure("Cannot read {path}", path=str(self.path))
+            return {}
+        try:
+            return self._parse(data)
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            self.log.warn(
+                "Discarding metadata cache {path}: {problem}", path=str(self.path), problem=str(e)
+            )
+            return {}
+
+    @staticmethod
+    def _parse(data: bytes) -> dict[str, MessageSummary]:
+        headerLine, _, rest = data.partition(b"\n")
+        header = json.loads(headerLine)
+        if header.get("format") != CACHE_FORMAT or header.get("version") != CACHE_VERSION:
+            raise ValueError("other format or version")
+        if zlib.crc32(rest) != header["crc"]:
+            raise ValueError("checksum mismatch")
+        result: dict[str, MessageSummary] = {}
+        lines = rest.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        if len(lines) != header["records"]:
+            raise ValueError("record count mismatch")
+        for line in lines:
+            base, size, headerSize, bodyLines, fields = json.loads(line)
+            if not isinstance(base, str) or not isinstance(size, int) or not isinstance(headerSize, int):
+                raise ValueError("bad record")
+            if bodyLines is not None and not isinstance(bodyLines, int):
+                raise ValueError("bad record")
+            result[base] = MessageSummary(
+                size=size,
+                headerSize=headerSize,
+                bodyLines=bodyLines,
+                fields=tuple((str(n), v.encode("latin-1")) for n, v in fields),
+            )
+        return result
+
+    def merge(self, loaded: Mapping[str, MessageSummary]) -> None:
+        """
+        Take what L{load} read; summaries made meanwhile win.
+        """
+        for base, summary in loaded.items():
+            self._summaries.setdefault(base, summary)
+        self.loaded = True
+
+    def snapshot(self, keep: Iterable[str]) -> bytes:
+        """
+        The file contents for the messages named in C{keep} (the current
+        listing; others have vanished).  Reactor thread; cheap enough.
+        """
+        lines = []
+        for base in keep:
+            s = self._summaries.get(base)
+            if s is None:
+                continue
+            lines.append(
+                json.dumps(
+                    [base, s.size, s.headerSize, s.bodyLines, [[n, _latin(v)] for n, v in s.fields]],
+                    separators=(",", ":"),
+                ).encode("ascii")
+            )
+        body = b"".join(line + b"\n" for line in lines)
+        header = {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "records": len(lines),
+            "crc": zlib.crc32(body),
+        }
+        self.dirty = False
+        return json.dumps(header).encode("ascii") + b"\n" + body
+
+    def save(self, data: bytes) -> None:
+        """
+        Write the file atomically, not durably (blocking).
+        """
+        writeFileAtomically(self.path, data, 0o600, durable=False)
+
+
+@dataclasses.dataclass
+class _ModSeqState:
+    uidValidity: int
+    highest: int
+    entries: dict[str, tuple[int, str]]
+    lines: int
+    offset: int
+    inode: int
+
+
+class ModSeqLog:
+    """
+    MODSEQ per message of one folder (see the module docstring).
+
+    @param clock: POSIX time, for the starting point of a rebuilt log.
+    """
+
+    log = Logger()
+
+    #: Compact when the log has this many times more lines than messages,
+    #: plus the slack (so small folders are not rewritten all the time).
+    COMPACT_FACTOR = 4
+    COMPACT_SLACK = 1000
+
+    def __init__(self, folderDir: Path, clock: Callable[[], float] = time.time) -> None:
+        self.folderDir = folderDir
+        self.path = folderDir / MODSEQ_NAME
+        self._clock = clock
+        self._state: Optional[_ModSeqState] = None
+
+    def highest(self) -> int:
+        return self._state.highest if self._state is not None else 0
+
+    def update(
+        self,
+        uidValidity: int,
+        current: Mapping[str, str],
+        complete: bool = True,
+    ) -> dict[str, int]:
+        """
+        Bring the log up to date with the folder's current flag letters
+        (C{base -> letters}), under the folder lock; return C{base ->
+        MODSEQ} for those messages.
+
+        @param complete: whether C{current} names every message of the
+            folder (a refresh) or only some (this process renamed them).
+
+        Messages the log knows but a complete C{current} lacks were
+        expunged: that counts as one change (RFC 7162 section 3.1.1 wants
+        HIGHESTMODSEQ to grow on expunge).
+        """
+        with lockedFolder(self.folderDir):
+            state = self._read(uidValidity, bool(current))
+            new: list[tuple[str, int, str]] = []
+            result: dict[str, int] = {}
+            entries = state.entries
+            for base, letters in current.items():
+                known = entries.get(base)
+                if known is not None and known[1] == letters:
+                    result[base] = known[0]
+                    continue
+                state.highest += 1
+                entries[base] = (state.highest, letters)
+                new.append((base, state.highest, letters))
+                result[base] = state.highest
+            if complete and len(entries) > len(current):
+                vanished = [b for b in entries if b not in current]
+                for base in vanished:
+                    del entries[base]
+                if vanished:
+                    # A line naming no message keeps the number taken.
+                    state.highest += 1
+                    new.append(("-", state.highest, ""))
+            if new:
+                self._append(state, new, len(current) if complete else len(entries))
+        return result
+
+    def _read(self, uidValidity: int, populated: bool) -> _ModSeqState:
+        """
+        The log as of now: read it whole the first time (or when it was
+        replaced), else only what was appended since (blocking, under the
+        lock).
+        """
+        state = self._state
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return self._fresh(uidValidity, state.highest if state else 0, populated)
+        with f:
+            inode = os.fstat(f.fileno()).st_ino
+            if state is not None and state.inode == inode and state.uidValidity == uidValidity:
+                f.seek(state.offset)
+                tail = f.read()
+                try:
+                    self._apply(state, tail)
+                    return state
+                except ValueError:
+                    pass  # re-read below
+                f.seek(0)
+            data = f.read()
+        try:
+            return self._parse(data, inode, uidValidity)
+        except ValueError as e:
+            self.log.warn(
+                "Discarding MODSEQ log {path}: {problem}", path=str(self.path), problem=str(e)
+            )
+            return self._fresh(uidValidity, state.highest if state else 0, True)
+
+    @staticmethod
+    def _apply(state: _ModSeqState, data: bytes) -> None:
+        end = data.rfind(b"\n") + 1  # a partly written last line waits
+        for line in data[:end].split(b"\n")[:-1]:
+            parts = line.decode("utf-8", "surrogateescape").split(" ")
+            if len(parts) != 3 or not parts[1].isdigit():
+                raise ValueError("bad MODSEQ line")
+            base, modseq, letters = parts[0], int(parts[1]), parts[2]
+            if base != "-":
+                state.entries[base] = (modseq, letters)
+            state.highest = max(state.highest, modseq)
+            state.lines += 1
+        state.offset += end
+
+    def _parse(self, data: bytes, inode: int, uidValidity: int) -> _ModSeqState:
+        headerLine, sep, rest = data.partition(b"\n")
+        header = headerLine.decode("ascii", "replace").split(" ")
+        if not sep or len(header) != 4 or header[0] != MODSEQ_MAGIC:
+            raise ValueError("not a MODSEQ log")
+        if header[1] != str(MODSEQ_VERSION):
+            raise ValueError("other version")
+        if not header[2].isdigit() or not header[3].isdigit():
+            raise ValueError("bad header")
+        highest = int(header[3])
+        if int(header[2]) != uidValidity:
+            # The folder was re-created (new UIDVALIDITY): numbers restart
+            # above the old ones all the same.
+            return self._fresh(uidValidity, highest, True)
+        state = _ModSeqState(uidValidity, highest, {}, 0, len(headerLine) + 1, inode)
+        self._apply(state, rest)
+        return state
+
+    def _fresh(self, uidValidity: int, previous: int, populated: bool) -> _ModSeqState:
+        """
+        A new, empty log.  It starts at 0 only for a folder that never had
+        one and holds no message yet; otherwise above every number a client
+        may hold: the old highest, or the time in microseconds (a client may
+        know MODSEQs from a server this folder was migrated from).
+        """
+        start = max(previous, int(self._clock() * 1_000_000)) if (previous or populated) else 0
+        state = _ModSeqState(uidValidity, start, {}, 0, 0, 0)
+        self._rewrite(state)
+        return state
+
+    def _rewrite(self, state: _ModSeqState) -> None:
+        header = f"{MODSEQ_MAGIC} {MODSEQ_VERSION} {state.uidValidity} {state.highest}\n".encode()
+        body = "".join(f"{b} {m} {letters}\n" for b, (m, letters) in state.entries.items()).encode(
+            "utf-8", "surrogateescape"
+        )
+        writeFileAtomically(self.path, header + body, 0o600, durable=False)
+        state.inode = os.stat(self.path).st_ino
+        state.offset = len(header) + len(body)
+        state.lines = len(state.entries)
+        self._state = state
+
+    def _append(self, state: _ModSeqState, new: list[tuple[str, int, str]], messages: int) -> None:
+        if state.lines + len(new) > self.COMPACT_FACTOR * messages + self.COMPACT_SLACK or state.inode == 0:
+            self._rewrite(state)
+            return
+        data = "".join(f"{b} {m} {letters}\n" for b, m, letters in new).encode(
+            "utf-8", "surrogateescape"
+        )
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        state.offset += len(data)
+        state.lines += len(new)
+        self._state = state
+
+
+class FolderIndex:
+    """
+    Everything the store keeps per folder directory across sessions: the
+    header cache, the MODSEQ log and the last directory snapshot.
+
+    @ivar stamp: what the folder's directories and metadata files looked
+        like when C{snapshot} was taken (see L{folderStamp}), or L{None}
+        when the snapshot must not be reused.
+    @ivar snapshot: the backend's last refresh result, reusable while the
+        stamp is unchanged.
+    """
+
+    def __init__(self, folderDir: Path, clock: Callable[[], float] = time.time) -> None:
+        self.cache = HeaderCache(folderDir)
+        self.modseq = ModSeqLog(folderDir, clock)
+        self.stamp: Optional[tuple[object, ...]] = None
+        self.snapshot: object = None
+        self.loading: object = None
+        self.saving = False
+
+
+#: How long after a change a directory's mtime is not trusted: a second
+#: change within the file system's timestamp granularity leaves the same
+#: mtime behind (Dovecot has the same rule).  File systems with whole-second
+#: timestamps need L{STAMP_SETTLE_SECONDS}; those that store nanoseconds
+#: take them from the kernel's coarse clock, which ticks every few
+#: milliseconds, so L{STAMP_SETTLE_FINE_SECONDS} is plenty there.
+STAMP_SETTLE_SECONDS = 2.0
+STAMP_SETTLE_FINE_SECONDS = 0.1
+
+
+def folderStamp(folderDir: Path, names: Iterable[str]) -> tuple[tuple[object, ...], float]:
+    """
+    The identity of a folder's state: inode, size and mtime of each named
+    entry (C{cur}, C{new}, the uidlist...), and until when it must not be
+    trusted (the latest mtime plus the settle time for its granularity).
+    Any rename, creation or removal of a message file changes the mtime of
+    its directory; metadata files are replaced by rename (a new inode).
+    """
+    parts: list[object] = []
+    trustAfter = 0.0
+    for name in names:
+        try:
+            st = os.stat(folderDir / name)
+        except FileNotFoundError:
+            parts.append(None)
+            continue
+        parts.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        fine = st.st_mtime_ns % 1_000_000_000 != 0
+        settle = STAMP_SETTLE_FINE_SECONDS if fine else STAMP_SETTLE_SECONDS
+        trustAfter = max(trustAfter, st.st_mtime + settle)
+    return tuple(parts), trustAfter
