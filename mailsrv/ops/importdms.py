@@ -83,9 +83,12 @@ def _chownLike(path: Path, reference: Path) -> None:
     As root, give imported files the owner of the directory they land in
     (the server's user), so the server can read them.
     """
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 or not path.exists():
         return
     st = reference.stat()
+    if not path.is_dir():
+        os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+        return
     for root, dirs, files in os.walk(path):
         os.chown(root, st.st_uid, st.st_gid)
         for name in files:
@@ -132,6 +135,10 @@ def importDMS(config: Config, dmsConfig: Path, dmsMail: Path, *, move: bool = Fa
             writeVirtual(configDir, virtual)
         report.quotas = _mergeQuotas(dmsConfig / QUOTAS_FILE, configDir / QUOTAS_FILE, dryRun)
     report.dkimKeys = _copyDKIM(dmsConfig / DKIM_KEYS, configDir / DKIM_KEYS, report, dryRun)
+    if not dryRun:
+        # Run as root, files created here would be unreadable to the server.
+        for created in (ACCOUNTS_FILE, VIRTUAL_FILE, QUOTAS_FILE, DKIM_KEYS.parts[0]):
+            _chownLike(configDir / created, configDir)
     known = set(accounts.accounts())
     for domainDir in sorted(p for p in dmsMail.iterdir() if p.is_dir()) if dmsMail.is_dir() else []:
         for userDir in sorted(p for p in domainDir.iterdir() if _isMaildir(p)):
