@@ -262,7 +262,66 @@ def _buildParser() -> argparse.ArgumentParser:
     banCommands = ban.add_subparsers(dest="command", required=True, parser_class=_Parser)
     banCommands.add_parser("list", help="list the bans in force")
     banCommands.add_parser("del", help="lift the ban of an address (IPv6: its /64)").add_argument("address")
+
+    queue = groups.add_parser("queue", help="the outbound queue (safe while the server runs)")
+    queueCommands = queue.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    queueCommands.add_parser("list", help="one line per queued message")
+    queueCommands.add_parser("show", help="envelope, recipient states and headers of a message").add_argument("id")
+    queueCommands.add_parser("flush", help="make the running server retry deferred messages now")
+    queueCommands.add_parser("delete", help="remove a message from the queue").add_argument("id")
+
+    dkim = groups.add_parser("dkim", help="DKIM signing keys")
+    dkimCommands = dkim.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = dkimCommands.add_parser("generate", help="create a signing key and print its DNS TXT record")
+    sub.add_argument("domain")
+    sub.add_argument("--selector", default=None, help="DKIM selector (default: [dkim] selector, \"mail\")")
+    sub.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
+    sub.add_argument("--force", action="store_true", help="replace an existing key of that selector")
     return parser
+
+
+def queueCommand(config: "Config", command: str, queueId: Optional[str], out: TextIO) -> None:
+    """
+    C{mailsrv queue list|show|flush|delete} on C{data_dir/queue}.
+    """
+    from mailsrv.queue.admin import QueueAdmin, QueueCommandError
+    from mailsrv.queue.spool import Spool
+
+    admin = QueueAdmin(Spool(config.server.queueDir), out)
+    try:
+        if command == "list":
+            admin.list()
+        elif command == "show":
+            assert queueId is not None
+            admin.show(queueId)
+        elif command == "flush":
+            admin.flush()
+        else:
+            assert queueId is not None
+            admin.delete(queueId)
+    except QueueCommandError as e:
+        raise CommandError(str(e)) from None
+
+
+def dkimCommand(config: "Config", args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    """
+    C{mailsrv dkim generate DOMAIN}: write the key where the signer looks
+    for it and print the record to publish.
+    """
+    from mailsrv.pipeline.dkim import DKIMKeyError, generateKey
+
+    try:
+        key = generateKey(
+            config.server.configDir,
+            args.domain,
+            args.selector or config.dkim.selector,
+            bits=args.bits,
+            replace=args.force,
+        )
+    except DKIMKeyError as e:
+        raise CommandError(str(e)) from None
+    print(f"mailsrv: note: private key written to {key.privatePath}; publish this TXT record:", file=err)
+    out.write(key.zoneRecord())
 
 
 def banCommand(config: "Config", command: str, address: Optional[str], out: TextIO) -> None:
@@ -362,6 +421,10 @@ def main(
     try:
         if args.group == "ban":
             banCommand(config, args.command, getattr(args, "address", None), out)
+        elif args.group == "queue":
+            queueCommand(config, args.command, getattr(args, "id", None), out)
+        elif args.group == "dkim":
+            dkimCommand(config, args, out, err)
         elif args.group == "email":
             if args.command == "add":
                 admin.emailAdd(args.address, readPassword(args.password, stdin))

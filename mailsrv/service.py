@@ -33,6 +33,7 @@ from mailsrv.config.schema import Config
 from mailsrv.delivery.local import LocalDelivery
 from mailsrv.filters.senderauth import senderAuthFilters, senderAuthModifiers
 from mailsrv.delivery.quota import QuotaEnforcingTarget
+from mailsrv.pipeline.dkim import signerFor
 from mailsrv.pipeline.pipeline import Pipeline
 from mailsrv.pipeline.routing import Router
 from mailsrv.pipeline.submission import SubmissionModifier
@@ -132,6 +133,9 @@ class MailService(MultiService):
             # On the data disk: /tmp may be RAM (tmpfs) and is private under systemd.
             spoolDir=server.dataDir / "spool",
         )
+        if config.dkim.enabled:
+            # Last modifier: the signature covers the headers the others add.
+            self.pipeline.modifiers.append(signerFor(server.configDir, config.dkim.selector, reactor))
         self.outbound.attachBounceTarget(self.pipeline)
         for policy in config.endpoints:
             self._warnIfInsecure(policy)

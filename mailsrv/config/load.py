@@ -25,6 +25,7 @@ from mailsrv.config.schema import (
     SenderAuthConfig,
     Config,
     DeliveryConfig,
+    DKIMConfig,
     DNSConfig,
     HTTPConfig,
     LimitsConfig,
@@ -346,11 +347,37 @@ def _queue(t: _Table) -> QueueConfig:
         lifetime=float(t.take("lifetime", (int, float), d.lifetime, _positive)),
         maxActive=t.take("max_active", int, d.maxActive, _positive),
         perDestination=t.take("per_destination", int, d.perDestination, _positive),
+        delayWarning=float(t.take("delay_warning", (int, float), d.delayWarning, _nonNegative)),
     )
     t.finish()
     if queue.retryMax < queue.retryInitial:
         raise t.error("retry_max", "must not be less than retry_initial")
     return queue
+
+
+def _nonNegative(value: float) -> float:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+_SELECTOR = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def _selector(value: str) -> str:
+    if not _SELECTOR.match(value):
+        raise ValueError(f"{value!r} is not a DKIM selector (letters, digits, hyphens, dots)")
+    return value
+
+
+def _dkim(t: _Table) -> DKIMConfig:
+    d = DKIMConfig()
+    dkim = DKIMConfig(
+        enabled=t.take("enabled", bool, d.enabled),
+        selector=t.take("selector", str, d.selector, _selector),
+    )
+    t.finish()
+    return dkim
 
 
 def _nameserver(spec: str) -> tuple[str, int]:
@@ -480,6 +507,7 @@ _OUTBOUND_SECTIONS: dict[str, Callable[[_Table], Any]] = {
     "dns": _dns,
     "relay": _relay,
     "delivery": _delivery,
+    "dkim": _dkim,
 }
 
 

@@ -120,6 +120,9 @@ class QueueConfig:
     @ivar maxActive: messages being delivered at the same time.
     @ivar perDestination: connections open at the same time to one
         destination (a recipient domain, or the relay host).
+    @ivar delayWarning: seconds after which a message still not delivered
+        makes the sender get one "delayed" notice (RFC 3464 C{Action:
+        delayed}); 0 sends none.
     """
 
     retryInitial: float = 300.0
@@ -127,6 +130,22 @@ class QueueConfig:
     lifetime: float = 5 * 24 * 3600.0
     maxActive: int = 100
     perDestination: int = 4
+    delayWarning: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DKIMConfig:
+    """
+    DKIM signing of submitted mail (L{mailsrv.pipeline.dkim}).
+
+    @ivar enabled: sign mail of authenticated users whose From: domain has
+        a key in C{config_dir/opendkim/keys/<domain>/<selector>.private}.
+    @ivar selector: the selector looked for and used by C{mailsrv dkim
+        generate}; docker-mailserver's default is C{mail}.
+    """
+
+    enabled: bool = True
+    selector: str = "mail"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +267,7 @@ class Config:
     dns: DNSConfig = dataclasses.field(default_factory=DNSConfig)
     relay: RelayConfig = dataclasses.field(default_factory=RelayConfig)
     delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
+    dkim: DKIMConfig = dataclasses.field(default_factory=DKIMConfig)
     authThrottle: AuthThrottleConfig = dataclasses.field(default_factory=AuthThrottleConfig)
     senderAuth: SenderAuthConfig = dataclasses.field(default_factory=SenderAuthConfig)
     http: HTTPConfig = dataclasses.field(default_factory=HTTPConfig)

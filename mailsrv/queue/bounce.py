@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import uuid
-from typing import Sequence
+from typing import Optional, Sequence
 
 from mailsrv.queue.spool import QueueEntry, RecipientState
 
@@ -51,23 +51,44 @@ def buildBounce(
     hostname: str,
     headers: bytes,
     now: float,
+    retryUntil: Optional[float] = None,
 ) -> bytes:
     """
     The complete DSN message (CRLF lines), addressed to C{entry.sender}.
+
+    @param retryUntil: when given, the report is a delay warning (C{Action:
+        delayed}, RFC 3464 section 2.3.3) for recipients still being
+        retried until then, not a failure report.
     """
+    delayed = retryUntil is not None
     boundary = f"{uuid.uuid4().hex}/{hostname}"
     date = email.utils.formatdate(now, localtime=True)
     problems = "\r\n".join(
-        f"<{r.address}>: {_ascii(r.diagnostic) or 'delivery failed'}" for r in failed
+        f"<{r.address}>: {_ascii(r.diagnostic) or ('not yet delivered' if delayed else 'delivery failed')}"
+        for r in failed
     )
-    human = (
-        f"This is the mail system at host {hostname}.\r\n"
-        "\r\n"
-        "I'm sorry to have to inform you that your message could not\r\n"
-        "be delivered to one or more recipients. The details are below.\r\n"
-        "\r\n"
-        f"{problems}\r\n"
-    )
+    if delayed:
+        assert retryUntil is not None
+        human = (
+            f"This is the mail system at host {hostname}.\r\n"
+            "\r\n"
+            "THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE.\r\n"
+            "\r\n"
+            "Your message could not be delivered yet to the recipients below.\r\n"
+            "Delivery will be tried again until "
+            f"{email.utils.formatdate(retryUntil, localtime=True)}.\r\n"
+            "\r\n"
+            f"{problems}\r\n"
+        )
+    else:
+        human = (
+            f"This is the mail system at host {hostname}.\r\n"
+            "\r\n"
+            "I'm sorry to have to inform you that your message could not\r\n"
+            "be delivered to one or more recipients. The details are below.\r\n"
+            "\r\n"
+            f"{problems}\r\n"
+        )
     perMessage = (
         f"Reporting-MTA: dns; {hostname}\r\n"
         f"X-Mailsrv-Queue-ID: {entry.queueId}\r\n"
@@ -77,8 +98,8 @@ def buildBounce(
     for r in failed:
         lines = [
             f"Final-Recipient: {_addressType(r.address)}",
-            "Action: failed",
-            f"Status: {r.status or '5.0.0'}",
+            "Action: delayed" if delayed else "Action: failed",
+            f"Status: {r.status or ('4.0.0' if delayed else '5.0.0')}",
         ]
         if r.remoteMta:
             lines.append(f"Remote-MTA: dns; {_ascii(r.remoteMta)}")
@@ -86,12 +107,14 @@ def buildBounce(
             kind = "smtp" if r.remoteMta else "x-mailsrv"
             lines.append(f"Diagnostic-Code: {kind}; {_ascii(r.diagnostic)}")
         lines.append(f"Last-Attempt-Date: {date}")
+        if retryUntil is not None:
+            lines.append(f"Will-Retry-Until: {email.utils.formatdate(retryUntil, localtime=True)}")
         perRecipient.append("\r\n".join(lines) + "\r\n")
     status = perMessage + "".join("\r\n" + block for block in perRecipient)
     top = (
         f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
         f"To: <{entry.sender}>\r\n"
-        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Subject: {'Delayed Mail (still being retried)' if delayed else 'Undelivered Mail Returned to Sender'}\r\n"
         f"Date: {date}\r\n"
         f"Message-ID: <{uuid.uuid4().hex}@{hostname}>\r\n"
         "Auto-Submitted: auto-replied\r\n"

@@ -7,7 +7,9 @@ reachable, DNS trouble) is retried after C{retryInitial} seconds, doubling
 up to C{retryMax}; a permanent one (5xx, null MX, no such domain) fails the
 recipient at once; a message older than C{lifetime} fails its remaining
 recipients.  Failed recipients are reported to the sender in one DSN per
-attempt (L{mailsrv.queue.bounce}), injected through the pipeline.
+attempt (L{mailsrv.queue.bounce}), injected through the pipeline.  With
+C{delayWarning} set, a message still not delivered that long after it was
+queued makes the sender get one "delayed" DSN (once per message).
 
 State survives restarts: the per-recipient state is written to the
 envelope after each attempt, before the message moves to C{deferred/}.  A
@@ -246,6 +248,11 @@ class Scheduler:
             delay = backoff(self.config, entry.attempts)
             entry.nextAttempt = min(now + delay, max(now, entry.createdAt + self.config.lifetime))
             entry.lastError = next((r.diagnostic for r in remaining if r.diagnostic), "")
+            if self._delayWarningDue(entry, now):
+                delayed = [r for r in remaining if r.state == PENDING]
+                retryUntil = entry.createdAt + self.config.lifetime
+                if await self._bounce(entry, delayed, path, context, retryUntil=retryUntil):
+                    entry.delayWarned = True
             await self.runBlocking(self.spool.save, "active", entry)
             await self.runBlocking(self.spool.move, queueId, "active", "deferred")
         except FileNotFoundError:
@@ -259,13 +266,35 @@ class Scheduler:
         )
         return entry.nextAttempt
 
+    def _delayWarningDue(self, entry: QueueEntry, now: float) -> bool:
+        """
+        Whether the sender should now be told that C{entry} is delayed:
+        warnings are on, it is old enough, it was not told yet, and there
+        is a sender to tell (never for <>: no DSN about a DSN).
+        """
+        return (
+            self.config.delayWarning > 0
+            and not entry.delayWarned
+            and bool(entry.sender)
+            and now - entry.createdAt >= self.config.delayWarning
+            and any(r.state == PENDING for r in entry.recipients)
+        )
+
     async def _bounce(
-        self, entry: QueueEntry, failed: list[Any], path: Path, context: dict[str, Any]
+        self,
+        entry: QueueEntry,
+        failed: list[Any],
+        path: Path,
+        context: dict[str, Any],
+        retryUntil: Optional[float] = None,
     ) -> bool:
         """
         Send the sender a DSN for C{failed}; whether that is settled (sent,
         or impossible for good).  A temporary failure returns L{False}: the
         DSN is tried again with the next attempt.
+
+        @param retryUntil: send a delay warning for recipients retried
+            until then, instead of a failure report.
         """
         if self.bounceTarget is None:
             self.log.warn("No bounce target; failure of {count} recipients not reported", count=len(failed), **context)
@@ -276,7 +305,7 @@ class Scheduler:
         except (OSError, ValueError):
             self.log.failure("Cannot build a bounce", **context)
             return True
-        data = buildBounce(entry, failed, self.hostname, headers, self.clock.seconds())
+        data = buildBounce(entry, failed, self.hostname, headers, self.clock.seconds(), retryUntil=retryUntil)
         envelope = Envelope(mailFrom=None)
         delivery = self.bounceTarget.startDelivery(internalSession(), envelope)
         try:
@@ -297,7 +326,9 @@ class Scheduler:
             self.log.failure("Bounce to {sender} failed", sender=entry.sender, **context)
             return False
         self.log.info(
-            "Returned {count} recipients to {sender} as {bounceId}",
+            "Returned {count} recipients to {sender} as {bounceId}"
+            if retryUntil is None
+            else "Told {sender} that {count} recipients are delayed, as {bounceId}",
             count=len(failed),
             sender=entry.sender,
             bounceId=envelope.messageId,

@@ -106,6 +106,8 @@ class QueueEntry:
         (C{BODY}, C{SMTPUTF8}).
     @ivar createdAt: when it was queued (seconds since the epoch).
     @ivar nextAttempt: when to try again (for C{deferred/}).
+    @ivar delayWarned: the sender was told the message is delayed
+        (C{[queue] delay_warning}); told once only.
     """
 
     queueId: str
@@ -117,6 +119,7 @@ class QueueEntry:
     nextAttempt: float = 0.0
     lastError: str = ""
     size: int = 0
+    delayWarned: bool = False
 
     def pending(self) -> list[RecipientState]:
         return [r for r in self.recipients if r.state == PENDING]
@@ -133,6 +136,7 @@ class QueueEntry:
             "nextAttempt": self.nextAttempt,
             "lastError": self.lastError,
             "size": self.size,
+            "delayWarned": self.delayWarned,
         }
         return json.dumps(data, indent=1, ensure_ascii=False).encode("utf-8")
 
@@ -151,6 +155,7 @@ class QueueEntry:
             nextAttempt=float(data.get("nextAttempt", 0.0)),
             lastError=str(data.get("lastError", "")),
             size=int(data.get("size", 0)),
+            delayWarned=bool(data.get("delayWarned", False)),
         )
 
 
