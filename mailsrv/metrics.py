@@ -14,9 +14,13 @@ one), so tests can build as many as they like.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from twisted.application.service import Service
 from twisted.logger import ILogObserver, globalLogPublisher
 from zope.interface import implementer
@@ -24,14 +28,63 @@ from zope.interface import implementer
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+QUEUE_STATES = ("incoming", "active", "deferred")
+
+
+class QueueCollector:
+    """
+    The outbound queue's size and age per state, read from the spool
+    directories at scrape time (one directory per message: a few
+    C{listdir}/C{stat} calls, cheap at the sizes a small server has).
+    """
+
+    def __init__(self, queueDir: Path, clock: Callable[[], float] = time.time) -> None:
+        self.queueDir = Path(queueDir)
+        self._clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        size = GaugeMetricFamily("mailsrv_queue_messages", "Messages in the outbound queue", labels=["state"])
+        age = GaugeMetricFamily(
+            "mailsrv_queue_oldest_age_seconds", "Age of the oldest message in the outbound queue", labels=["state"]
+        )
+        now = self._clock()
+        for state in QUEUE_STATES:
+            count, oldest = 0, now
+            try:
+                entries = list(os.scandir(self.queueDir / state))
+            except OSError:
+                entries = []
+            for entry in entries:
+                try:
+                    oldest = min(oldest, entry.stat(follow_symlinks=False).st_mtime)
+                except OSError:
+                    continue
+                count += 1
+            size.add_metric([state], count)
+            age.add_metric([state], max(0.0, now - oldest) if count else 0.0)
+        yield size
+        yield age
+
+
 class Metrics:
     """
     The counters; L{observe} is the log observer that feeds them.
+
+    @param queueDir: the outbound spool, for the queue gauges (none if
+        L{None}).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, queueDir: Optional[Path] = None, clock: Callable[[], float] = time.time) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        if queueDir is not None:
+            r.register(QueueCollector(queueDir, clock))  # type: ignore[arg-type]
+        self.deliveries = Counter(
+            "mailsrv_deliveries",
+            "Outbound recipients by outcome (delivered, returned to the sender) and deferred attempts",
+            ["outcome"],
+            registry=r,
+        )
         self.connections = Counter(
             "mailsrv_connections", "Client connections accepted", ["endpoint", "protocol"], registry=r
         )
@@ -123,6 +176,15 @@ def _proxy(m: Metrics, event: dict[str, Any]) -> None:
     m.proxyRefused.labels(_label(event, "endpoint"), _label(event, "outcome")).inc()
 
 
+def _queueDone(m: Metrics, event: dict[str, Any]) -> None:
+    m.deliveries.labels("delivered").inc(int(event.get("delivered") or 0))
+    m.deliveries.labels("returned").inc(int(event.get("bounced") or 0))
+
+
+def _queueDeferred(m: Metrics, event: dict[str, Any]) -> None:
+    m.deliveries.labels("deferred").inc()
+
+
 def _reload(m: Metrics, event: dict[str, Any]) -> None:
     m.reloads.labels(_label(event, "outcome")).inc()
 
@@ -141,6 +203,8 @@ _PREFIXES: tuple[tuple[str, Callable[[Metrics, dict[str, Any]], None]], ...] = (
     ("RCPT {rcpt} refused", _rejection("rcpt")),
     ("TLS established: {tlsVersion}", _tls),
     ("PROXY connection from {peer} on {endpoint} refused", _proxy),
+    ("Queue entry {msgId} done:", _queueDone),
+    ("Queue entry {msgId} deferred", _queueDeferred),
     ("Reload refused", _reload),
     ("Reloaded {source}", _reload),
 )

@@ -295,6 +295,6 @@ def siteForService(service: Any) -> Site:
 
     metrics = getattr(service, "metrics", None)
     if metrics is None:
-        metrics = service.metrics = Metrics()
+        metrics = service.metrics = Metrics(service.config.server.queueDir)
         MetricsService(metrics).setServiceParent(service)
     return buildSite(lambda: service.config, service.directory.isLocalDomain, metrics)

@@ -104,3 +104,28 @@ def test_http_endpoint_defaults() -> None:
     assert (web.tls.value, web.auth) == ("none", False)
     assert clientServers(config) == []
     assert b"incomingServer" not in autoconfigXML(config, "example.test")
+
+
+def test_queue_gauges_and_deliveries(tmp_path) -> None:
+    """
+    Queue size and oldest age per state come from the spool directories;
+    delivery outcomes from the scheduler's log events.
+    """
+    import os
+
+    queue = tmp_path / "queue"
+    for name, state, age in (("a", "deferred", 300), ("b", "deferred", 60), ("c", "incoming", 5)):
+        entry = queue / state / name
+        entry.mkdir(parents=True)
+        os.utime(entry, (1000.0 - age, 1000.0 - age))
+    metrics = Metrics(queue, clock=lambda: 1000.0)
+    assert value(metrics, "mailsrv_queue_messages", state="deferred") == 2
+    assert value(metrics, "mailsrv_queue_messages", state="incoming") == 1
+    assert value(metrics, "mailsrv_queue_messages", state="active") == 0
+    assert value(metrics, "mailsrv_queue_oldest_age_seconds", state="deferred") == 300
+    assert value(metrics, "mailsrv_queue_oldest_age_seconds", state="active") == 0
+    metrics.observe({"log_format": "Queue entry {msgId} done: {delivered} delivered, {bounced} returned", "delivered": 2, "bounced": 1})
+    metrics.observe({"log_format": "Queue entry {msgId} deferred for {delay}s: {error}", "delay": 300})
+    assert value(metrics, "mailsrv_deliveries_total", outcome="delivered") == 2
+    assert value(metrics, "mailsrv_deliveries_total", outcome="returned") == 1
+    assert value(metrics, "mailsrv_deliveries_total", outcome="deferred") == 1
