@@ -126,4 +126,6 @@ def resolverFor(
 
     if nameservers:
         return client.Resolver(servers=list(nameservers), reactor=reactor)
-    return client.createResolver()
+    # The system's resolv.conf, on the reactor we were given (createResolver
+    # would use the global one, outside any test's or caller's control).
+    return client.Resolver(resolv="/etc/resolv.conf", reactor=reactor)
