@@ -16,6 +16,7 @@ from typing import Any, Optional
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
@@ -28,6 +29,7 @@ from mailsrv.auth.checkers import AccountChecker
 from mailsrv.auth.throttle import AuthThrottle, BanFile, ThrottledPortal, banFilePath
 from mailsrv.auth.directory import FileDirectory
 from mailsrv.auth.realm import MailRealm
+from mailsrv import systemd
 from mailsrv.config.load import parseListen
 from mailsrv.config.schema import Config
 from mailsrv.delivery.local import LocalDelivery
@@ -224,3 +226,10 @@ class MailService(MultiService):
                 tls=policy.tls.value,
                 auth="offered" if policy.auth else "off",
             )
+        # Every port is bound by now (privilegedStartService): Type=notify
+        # units may consider the server up.
+        systemd.notify("READY=1")
+
+    def stopService(self) -> "Deferred[None] | None":
+        systemd.notify("STOPPING=1")
+        return super().stopService()

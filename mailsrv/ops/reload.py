@@ -34,6 +34,7 @@ from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
+from mailsrv import systemd
 from mailsrv.config.load import loadConfig
 from mailsrv.config.schema import Config
 from mailsrv.errors import ConfigError
@@ -269,10 +270,14 @@ class ReloadService(Service):
 
     def _reload(self) -> None:
         log.info("SIGHUP: reloading")
+        # Type=notify units: systemctl reload waits for READY=1 again.
+        systemd.notify("RELOADING=1")
         try:
             self.reloader.reload()
         except Exception:
             log.failure("Reload failed; the running configuration stays in force")
+        finally:
+            systemd.notify("READY=1")
 
     def stopService(self) -> None:
         super().stopService()
