@@ -53,12 +53,3 @@ def test_notify_without_socket_does_nothing() -> None:
     Outside systemd (no NOTIFY_SOCKET) nothing is sent and nothing fails.
     """
     assert systemd.notify("READY=1", environ={}) is False
-
-
-def test_listen_fds_only_for_this_process() -> None:
-    """
-    LISTEN_FDS counts only when LISTEN_PID names this process.
-    """
-    assert systemd.listenFDCount({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2"}) == 2
-    assert systemd.listenFDCount({"LISTEN_PID": "1", "LISTEN_FDS": "2"}) == 0
-    assert systemd.listenFDCount({}) == 0
