@@ -98,17 +98,30 @@ class MailsrvUnderTest:
     A mailsrv process in a temporary directory with the benchmark accounts.
     """
 
-    def __init__(self, messageSize: int = 60_000_000, passwordScheme: str = "PLAIN") -> None:
+    def __init__(
+        self,
+        messageSize: int = 60_000_000,
+        passwordScheme: str = "PLAIN",
+        extraConfig: str = "",
+        endpoints: Optional[tuple[str, ...]] = None,
+    ) -> None:
         """
         @param passwordScheme: C{"PLAIN"} stores the passwords as the
             reference stack's passwd-file does (C{{PLAIN}secret}), so that
             logins compare protocol work, not hash cost; C{"default"} keeps
             what C{mailsrv email add} writes (ARGON2ID, 64 MiB, 3 passes:
             about 0.1-0.2 s of CPU per login on purpose).
+        @param extraConfig: more TOML for the server's configuration (the
+            C{queue} workload points C{[dns]} and C{[delivery]} at its
+            loopback fixtures).
+        @param endpoints: the endpoints to run (default: all).
         """
         self._tmp = Path(tempfile.mkdtemp(prefix="mailsrv-bench-"))
         self.server = RunningServer(
-            self._tmp, domain=DOMAIN, extraConfig=f"[limits]\nmessage_size = {messageSize}\n"
+            self._tmp,
+            domain=DOMAIN,
+            extraConfig=f"[limits]\nmessage_size = {messageSize}\n\n{extraConfig}",
+            **({"endpoints": endpoints} if endpoints is not None else {}),
         )
         for user in USERS:
             self.server.addUser(user, PASSWORD)
