@@ -24,6 +24,7 @@ class ErrorKind(enum.Enum):
     PERM = "perm"  # permanent failure not covered above
     SENDER = "sender"  # a sender address (MAIL FROM, From:) the user may not use
     REJECTED = "rejected"  # refused by a filter (DMARC, spam, virus...)
+    RATE_LIMITED = "rate-limited"  # over a sending rate limit; later is fine
 
 
 class MailError(Exception):

@@ -33,6 +33,11 @@ from mailsrv import systemd
 from mailsrv.config.load import parseListen
 from mailsrv.config.schema import Config
 from mailsrv.delivery.local import LocalDelivery
+from mailsrv.filters.clamav import clamavFilters
+from mailsrv.filters.dnsbl import dnsblFilters
+from mailsrv.filters.greylist import greylistFilters
+from mailsrv.filters.ratelimit import rateLimitFilters
+from mailsrv.filters.rspamd import rspamdParts
 from mailsrv.filters.senderauth import senderAuthFilters, senderAuthModifiers
 from mailsrv.delivery.quota import QuotaEnforcingTarget
 from mailsrv.pipeline.dkim import signerFor
@@ -120,14 +125,24 @@ class MailService(MultiService):
         submission = config.submission
         self.outbound = OutboundService(config, reactor)
         self.outbound.setServiceParent(self)
+        spamFilters, spamModifiers = rspamdParts(config, reactor)
         self.pipeline = Pipeline(
             Router(self.directory),
             QuotaEnforcingTarget(LocalDelivery(self.store), self.quota),
             server.hostname,
             remote=self.outbound.target,
-            filters=senderAuthFilters(config),
+            # Cheap and final checks first: a refusal stops the stage.
+            filters=[
+                *dnsblFilters(config, reactor),
+                *rateLimitFilters(config, reactor),
+                *greylistFilters(config, reactor),
+                *senderAuthFilters(config),
+                *clamavFilters(config, reactor),
+                *spamFilters,
+            ],
             modifiers=[
                 *senderAuthModifiers(config),
+                *spamModifiers,
                 SubmissionModifier(self.directory, server.hostname, submission.spoofProtection),
             ],
             senderPolicy=OwnedSenderPolicy(self.directory) if submission.spoofProtection else None,

@@ -22,6 +22,12 @@ from mailsrv.config.schema import (
     DEFAULT_DATA_DIR,
     DEFAULT_ENDPOINTS,
     AuthThrottleConfig,
+    ClamAVConfig,
+    DNSBLConfig,
+    DNSListZone,
+    GreylistConfig,
+    RateLimitConfig,
+    RspamdConfig,
     SenderAuthConfig,
     Config,
     DeliveryConfig,
@@ -493,6 +499,112 @@ def _mtaSts(t: _Table) -> MTASTSConfig:
     return mtaSts
 
 
+# ---------------------------------------------------------------- filters
+
+
+def _dnsListZone(t: _Table) -> DNSListZone:
+    zone = t.take("zone", str, None, _hostname)
+    if zone is None:
+        raise t.error("zone", "required")
+    entry = DNSListZone(
+        zone=zone.rstrip(".").lower(),
+        weight=t.take("weight", int, 1),
+        answers=t.take("answers", list, (), _stringList(_ipNetwork)),
+    )
+    t.finish()
+    return entry
+
+
+def _dnsbl(t: _Table) -> DNSBLConfig:
+    d = DNSBLConfig()
+    zones = []
+    for index, value in enumerate(t.take("zones", list, [])):
+        zones.append(_dnsListZone(_Table(t.path, f"{t.prefix}.zones[{index}]", value)))
+    dnsbl = DNSBLConfig(
+        zones=tuple(zones),
+        threshold=t.take("threshold", int, d.threshold, _positive),
+        maxCacheTTL=float(t.take("max_cache_ttl", (int, float), d.maxCacheTTL, _nonNegative)),
+    )
+    t.finish()
+    return dnsbl
+
+
+def _greylist(t: _Table) -> GreylistConfig:
+    d = GreylistConfig()
+    greylist = GreylistConfig(
+        enabled=t.take("enabled", bool, d.enabled),
+        delay=float(t.take("delay", (int, float), d.delay, _nonNegative)),
+        retryWindow=float(t.take("retry_window", (int, float), d.retryWindow, _positive)),
+        expiry=float(t.take("expiry", (int, float), d.expiry, _positive)),
+        autoWhitelist=t.take("auto_whitelist", int, d.autoWhitelist, _nonNegative),
+        whitelist=t.take("whitelist", list, d.whitelist, _stringList(_ipNetwork)),
+    )
+    t.finish()
+    if greylist.retryWindow <= greylist.delay:
+        raise t.error("retry_window", "must be longer than delay")
+    return greylist
+
+
+def _clamdAddress(value: str) -> str:
+    if value.startswith("/"):
+        return value
+    parseListen(value)
+    return value
+
+
+def _clamav(t: _Table) -> ClamAVConfig:
+    d = ClamAVConfig()
+    clamav = ClamAVConfig(
+        enabled=t.take("enabled", bool, d.enabled),
+        address=t.take("address", str, d.address, _clamdAddress),
+        streamMaxLength=t.take("stream_max_length", int, d.streamMaxLength, _positive),
+        chunkSize=t.take("chunk_size", int, d.chunkSize, _positive),
+        timeout=float(t.take("timeout", (int, float), d.timeout, _positive)),
+        failMode=t.take("fail_mode", str, d.failMode, _choice("tempfail", "accept")),
+    )
+    t.finish()
+    return clamav
+
+
+def _httpURL(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+/?$", value):
+        raise ValueError(f"{value!r} is not an http:// or https:// base URL (scheme, host and port only)")
+    return value.rstrip("/")
+
+
+def _rspamd(t: _Table) -> RspamdConfig:
+    d = RspamdConfig()
+    rspamd = RspamdConfig(
+        enabled=t.take("enabled", bool, d.enabled),
+        url=t.take("url", str, d.url, _httpURL),
+        timeout=float(t.take("timeout", (int, float), d.timeout, _positive)),
+        maxSize=t.take("max_size", int, d.maxSize, _positive),
+        failMode=t.take("fail_mode", str, d.failMode, _choice("tempfail", "accept")),
+    )
+    t.finish()
+    return rspamd
+
+
+def _rateLimit(t: _Table) -> RateLimitConfig:
+    d = RateLimitConfig()
+    rateLimit = RateLimitConfig(
+        messagesPerHour=t.take("messages_per_hour", int, d.messagesPerHour, _nonNegative),
+        exempt=t.take("exempt", list, d.exempt, _stringList(str.lower)),
+    )
+    t.finish()
+    return rateLimit
+
+
+# The filters' sections (mailsrv.filters): TOML name -> (Config field, parser).
+_FILTER_SECTIONS: dict[str, tuple[str, Callable[[_Table], Any]]] = {
+    "dnsbl": ("dnsbl", _dnsbl),
+    "greylist": ("greylist", _greylist),
+    "clamav": ("clamav", _clamav),
+    "rspamd": ("rspamd", _rspamd),
+    "rate_limit": ("rateLimit", _rateLimit),
+}
+
+
 # The HTTP endpoint's sections (mailsrv.http): TOML name -> (Config field, parser).
 _OPS_SECTIONS: dict[str, tuple[str, Callable[[_Table], Any]]] = {
     "http": ("http", _http),
@@ -518,9 +630,12 @@ def parseConfig(data: dict[str, Any], source: str) -> Config:
     if not isinstance(data, dict):
         return _parseCore(data, source)
     rest = dict(data)
-    top = _Table(source, "", {k: rest.pop(k) for k in (*_OUTBOUND_SECTIONS, *_OPS_SECTIONS) if k in rest})
+    top = _Table(
+        source, "", {k: rest.pop(k) for k in (*_OUTBOUND_SECTIONS, *_OPS_SECTIONS, *_FILTER_SECTIONS) if k in rest}
+    )
     sections = {name: parse(top.table(name)) for name, parse in _OUTBOUND_SECTIONS.items()}
     sections.update({field: parse(top.table(name)) for name, (field, parse) in _OPS_SECTIONS.items()})
+    sections.update({field: parse(top.table(name)) for name, (field, parse) in _FILTER_SECTIONS.items()})
     return dataclasses.replace(_parseCore(rest, source), **sections)
 
 

@@ -256,6 +256,118 @@ class SenderAuthConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DNSListZone:
+    """
+    One DNS list queried at connect (L{mailsrv.filters.dnsbl}).
+
+    @ivar zone: the list's DNS zone (C{zen.spamhaus.org}).
+    @ivar weight: added to the client's score when it is listed; negative
+        for allow lists (DNSWL), as Postfix postscreen does.
+    @ivar answers: the A records that count as listed (addresses or
+        networks); empty means any address in 127.0.0.0/8.
+    """
+
+    zone: str
+    weight: int = 1
+    answers: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class DNSBLConfig:
+    """
+    DNS block and allow lists checked when a client connects to an MX
+    endpoint; no zones (the default) means no lookups.
+
+    @ivar threshold: a client whose summed weights reach it is refused
+        with C{554 5.7.1}.
+    @ivar maxCacheTTL: upper bound, in seconds, on how long an answer is
+        reused (its DNS TTL otherwise).
+    """
+
+    zones: tuple[DNSListZone, ...] = ()
+    threshold: int = 1
+    maxCacheTTL: float = 3600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class GreylistConfig:
+    """
+    Greylisting of mail from the world (L{mailsrv.filters.greylist}); off
+    by default.
+
+    @ivar delay: seconds a new (client network, sender, recipient) triplet
+        is refused with C{450 4.7.1}.
+    @ivar retryWindow: seconds a refused triplet is remembered while
+        waiting for the retry.
+    @ivar expiry: seconds a passed triplet (or an auto-whitelisted client)
+        stays known after it was last seen.
+    @ivar autoWhitelist: successful retries after which a client network
+        skips greylisting; 0 never.
+    @ivar whitelist: client networks never greylisted.
+    """
+
+    enabled: bool = False
+    delay: float = 300.0
+    retryWindow: float = 2 * 86400.0
+    expiry: float = 35 * 86400.0
+    autoWhitelist: int = 5
+    whitelist: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ClamAVConfig:
+    """
+    Virus scanning through clamd (L{mailsrv.filters.clamav}); off by
+    default.
+
+    @ivar address: clamd's socket: a path (C{LocalSocket}) or C{host:port}
+        (C{TCPSocket}).
+    @ivar streamMaxLength: clamd's C{StreamMaxLength}; larger messages are
+        not sent (logged, accepted).
+    @ivar failMode: C{tempfail} or C{accept} when clamd fails or times out.
+    """
+
+    enabled: bool = False
+    address: str = "/run/clamav/clamd.ctl"
+    streamMaxLength: int = 25 * 1024 * 1024
+    chunkSize: int = 64 * 1024
+    timeout: float = 60.0
+    failMode: str = "tempfail"
+
+
+@dataclasses.dataclass(frozen=True)
+class RspamdConfig:
+    """
+    Spam checking through Rspamd's HTTP protocol (L{mailsrv.filters.rspamd});
+    off by default.
+
+    @ivar url: the normal worker (or proxy) base URL; C{/checkv2} is added.
+    @ivar maxSize: larger messages are not checked (logged, accepted).
+    @ivar failMode: C{tempfail} or C{accept} when Rspamd fails or times out.
+    """
+
+    enabled: bool = False
+    url: str = "http://127.0.0.1:11333"
+    timeout: float = 30.0
+    maxSize: int = 50 * 1024 * 1024
+    failMode: str = "tempfail"
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimitConfig:
+    """
+    Outbound limit per authenticated user (L{mailsrv.filters.ratelimit}).
+
+    @ivar messagesPerHour: messages one account may send within any hour
+        before MAIL FROM gets C{452 4.7.1}; 0 for no limit.
+    @ivar exempt: accounts without a limit.
+    """
+
+    messagesPerHour: int = 0
+    exempt: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     source: str  # the file read, or "<defaults>"
     server: ServerConfig
@@ -272,6 +384,11 @@ class Config:
     senderAuth: SenderAuthConfig = dataclasses.field(default_factory=SenderAuthConfig)
     http: HTTPConfig = dataclasses.field(default_factory=HTTPConfig)
     mtaSts: MTASTSConfig = dataclasses.field(default_factory=MTASTSConfig)
+    dnsbl: DNSBLConfig = dataclasses.field(default_factory=DNSBLConfig)
+    greylist: GreylistConfig = dataclasses.field(default_factory=GreylistConfig)
+    clamav: ClamAVConfig = dataclasses.field(default_factory=ClamAVConfig)
+    rspamd: RspamdConfig = dataclasses.field(default_factory=RspamdConfig)
+    rateLimit: RateLimitConfig = dataclasses.field(default_factory=RateLimitConfig)
 
     def endpoint(self, name: str) -> EndpointPolicy:
         for e in self.endpoints:

@@ -80,6 +80,7 @@ _KIND_REPLIES: dict[tuple[ErrorKind, bool], tuple[int, str]] = {
     (ErrorKind.POLICY, False): (554, "5.7.1"),
     (ErrorKind.REJECTED, False): (550, "5.7.1"),
     (ErrorKind.REJECTED, True): (450, "4.7.1"),
+    (ErrorKind.RATE_LIMITED, True): (452, "4.7.1"),
     (ErrorKind.POLICY, True): (450, "4.7.1"),
     (ErrorKind.SYNTAX, False): (501, "5.5.4"),
     (ErrorKind.TEMP, True): (451, "4.3.0"),
