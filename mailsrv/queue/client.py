@@ -85,6 +85,13 @@ class ReplyReader(protocol.Protocol):
 
     # -- wire ------------------------------------------------------------
 
+    def connectionMade(self) -> None:
+        # Commands and the final dot are small writes that wait for the
+        # server's reply; Nagle would hold each for a delayed ACK (~40 ms).
+        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if setNoDelay is not None:
+            setNoDelay(True)
+
     def dataReceived(self, data: bytes) -> None:
         self._buffer += data
         while b"\n" in self._buffer:
