@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Mapping, Optiona
 
 from zope.interface import Attribute, Interface
 
+from mailsrv.errors import ErrorKind
+
 if TYPE_CHECKING:
     import email.message
 
@@ -465,11 +467,14 @@ class FilterResult:
         go to the log).
     @ivar addHeaders: complete header fields (C{Name: value}, no CRLF) to
         prepend to the message.
+    @ivar kind: the error kind of a REJECT or TEMPFAIL when it is not the
+        usual L{ErrorKind.REJECTED} (a virus is refused as C{POLICY}, 554).
     """
 
     action: FilterAction = FilterAction.ACCEPT
     reply: Optional[str] = None
     addHeaders: tuple[str, ...] = ()
+    kind: Optional[ErrorKind] = None
 
 
 ACCEPT = FilterResult()

@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 
+from mailsrv.errors import ErrorKind
 from mailsrv.envelope import Envelope, Session
 from mailsrv.filters.base import Filter
 from mailsrv.interfaces import ACCEPT, FilterAction, FilterResult, IMessageContent
@@ -230,7 +231,10 @@ class ClamAVFilter(Filter):
                 mailFrom=str(envelope.mailFrom) if envelope.mailFrom else "<>",
                 **context,
             )
-            return FilterResult(FilterAction.REJECT, f"Message rejected: virus found ({result.signature})")
+            # 554 5.7.1, as clamav-milter and amavis answer for viruses.
+            return FilterResult(
+                FilterAction.REJECT, f"Message rejected: virus found ({result.signature})", kind=ErrorKind.POLICY
+            )
         self.log.debug("Virus scan: clean", **context)
         return ACCEPT
 

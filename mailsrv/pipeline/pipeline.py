@@ -69,10 +69,10 @@ async def runStage(
         headers.extend(result.addHeaders)
         if result.action is FilterAction.REJECT:
             log.info("Filter {filter} rejected: {reply}", filter=f.name, reply=result.reply, **context)
-            raise MailError(ErrorKind.REJECTED, result.reply or "Message rejected")
+            raise MailError(result.kind or ErrorKind.REJECTED, result.reply or "Message rejected")
         if result.action is FilterAction.TEMPFAIL:
             log.info("Filter {filter} deferred: {reply}", filter=f.name, reply=result.reply, **context)
-            raise MailError(ErrorKind.REJECTED, result.reply or "Try again later", temporary=True)
+            raise MailError(result.kind or ErrorKind.REJECTED, result.reply or "Try again later", temporary=True)
         if result.action is FilterAction.QUARANTINE:
             log.info("Filter {filter} quarantined the message", filter=f.name, **context)
             quarantine = True

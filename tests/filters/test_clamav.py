@@ -17,6 +17,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
+from mailsrv.errors import ErrorKind
 from mailsrv.envelope import Address, Envelope, Session
 from mailsrv.filters.clamav import ClamAVFilter, ClamdClient, ClamdError, clamdEndpoint, parseReply
 from mailsrv.interfaces import FilterAction, IFilter
@@ -105,6 +106,7 @@ class ClamdTests(TestCase):
         result = await self.check(ClamAVFilter(self.client()), INFECTED)
         self.assertEqual(result.action, FilterAction.REJECT)
         self.assertEqual(result.reply, f"Message rejected: virus found ({REPORTED})")
+        self.assertEqual(result.kind, ErrorKind.POLICY)
 
     def test_infected(self) -> "defer.Deferred[None]":
         """

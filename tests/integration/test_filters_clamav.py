@@ -71,7 +71,7 @@ def test_infected_refused(mx: RunningServer) -> None:
     with smtplib.SMTP("127.0.0.1", mx.ports["smtp"], timeout=30) as s:
         with pytest.raises(smtplib.SMTPDataError) as info:
             s.sendmail("bob@remote.test", [ALICE], infected("virus-1"))
-    assert info.value.smtp_code == 550
+    assert info.value.smtp_code == 554
     assert info.value.smtp_error == f"5.7.1 Message rejected: virus found ({REPORTED})".encode()
     assert stored(mx, b"virus-1") == []
     assert f"Virus {REPORTED} found" in mx.log()
@@ -96,5 +96,5 @@ def test_submission_scanned(mx: RunningServer) -> None:
         s.login(ALICE, "secret")
         with pytest.raises(smtplib.SMTPDataError) as info:
             s.sendmail(ALICE, [ALICE], infected("virus-2").replace(b"bob@remote.test", ALICE.encode()))
-    assert info.value.smtp_code == 550
+    assert info.value.smtp_code == 554
     assert stored(mx, b"virus-2") == []
