@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from mailsrv.testing.process import Daemon
 from mailsrv.testing.server import freePort
 
 # The EICAR anti-virus test file (eicar.org), assembled from two halves so
@@ -36,7 +37,7 @@ def clamdBinary() -> Optional[str]:
     return shutil.which("clamd") or shutil.which("clamd", path="/usr/sbin:/usr/local/sbin")
 
 
-class ClamdProcess:
+class ClamdProcess(Daemon):
     """
     clamd in the foreground, its files under C{workdir}.
 
@@ -49,8 +50,7 @@ class ClamdProcess:
         self.streamMaxLength = streamMaxLength
         self.port = 0
         self.socketPath = workdir / "clamd.sock"
-        self.logFile = workdir / "clamd.log"
-        self.process: Optional[subprocess.Popen[bytes]] = None
+        super().__init__(workdir / "clamd.log")
 
     def start(self, timeout: float = 60.0) -> None:
         binary = clamdBinary()
@@ -96,19 +96,3 @@ class ClamdProcess:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        try:
-            return self.logFile.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from mailsrv.testing.process import Daemon
 from mailsrv.testing.server import freePort
 
 RULES = r"""
@@ -85,7 +86,9 @@ def rspamdBinary() -> Optional[str]:
     return shutil.which("rspamd") or shutil.which("rspamd", path="/usr/bin:/usr/sbin:/usr/local/bin")
 
 
-class RspamdProcess:
+class RspamdProcess(Daemon):
+    stopTimeout = 15.0
+
     """
     Rspamd's normal worker in the foreground, files under C{workdir}.
 
@@ -95,8 +98,7 @@ class RspamdProcess:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.port = 0
-        self.logFile = workdir / "rspamd.log"
-        self.process: Optional[subprocess.Popen[bytes]] = None
+        super().__init__(workdir / "rspamd.log")
 
     @property
     def url(self) -> str:
@@ -125,7 +127,7 @@ class RspamdProcess:
             "actions { reject = 15; rewrite_subject = 8; add_header = 6; greylist = 4; }\n"
             f'worker "normal" {{ bind_socket = "127.0.0.1:{self.port}"; count = 1; }}\n'
         )
-        self._log = open(self.logFile, "ab")
+        output = self.openLog()
         self.process = subprocess.Popen(
             [
                 binary,
@@ -140,7 +142,7 @@ class RspamdProcess:
                 "--var",
                 f"LOGDIR={self.workdir}",
             ],
-            stdout=self._log,
+            stdout=output,
             stderr=subprocess.STDOUT,
             cwd=str(self.workdir),
         )
@@ -160,22 +162,3 @@ class RspamdProcess:
                 self.stop()
                 raise RuntimeError(f"rspamd did not start:\n{self.log()}")
             time.sleep(0.1)
-
-    def log(self) -> str:
-        try:
-            return self.logFile.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
-            self._log = None

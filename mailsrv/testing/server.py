@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from mailsrv.testing.process import Daemon
+
 # The source tree this module was imported from: the subprocess must run the
 # same code, whether mailsrv is installed or imported from a checkout.
 SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -42,7 +44,7 @@ def _loopbackOnly(extraConfig: str) -> str:
     return "[sender_auth]\nenabled = false\n\n"
 
 
-class RunningServer:
+class RunningServer(Daemon):
     """
     A mailsrv process with its own data and config directories under
     C{root}, listening on free loopback ports.
@@ -64,9 +66,8 @@ class RunningServer:
         self.dataDir = root / "data"
         self.configDir = root / "conf"
         self.configFile = root / "mailsrv.toml"
-        self.logFile = root / "mailsrv.log"
+        super().__init__(root / "mailsrv.log")
         self.ports = {name: freePort(host) for name in endpoints}
-        self.process: Optional[subprocess.Popen[bytes]] = None
         self.configDir.mkdir(parents=True, exist_ok=True)
         tables = "".join(
             f'[endpoints.{name}]\nlisten = ["{host}:{port}"]\n\n' for name, port in self.ports.items()
@@ -111,7 +112,7 @@ class RunningServer:
         return self.dataDir / "mail" / domain / local
 
     def start(self, timeout: float = 30.0) -> None:
-        self.logHandle = open(self.logFile, "ab")
+        output = self.openLog()
         self.process = subprocess.Popen(
             [
                 *TWISTD,
@@ -122,7 +123,7 @@ class RunningServer:
                 "--config",
                 str(self.configFile),
             ],
-            stdout=self.logHandle,
+            stdout=output,
             stderr=subprocess.STDOUT,
             cwd=str(self.root),
             env=self.environment(),
@@ -142,22 +143,3 @@ class RunningServer:
                 except OSError:
                     pass
             time.sleep(0.05)
-
-    def log(self) -> str:
-        try:
-            return self.logFile.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-        if getattr(self, "logHandle", None) is not None:
-            self.logHandle.close()
-            self.logHandle = None
