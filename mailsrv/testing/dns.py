@@ -15,6 +15,7 @@ C{[0, ""]}.  Names are turned into bytes here, which twisted.names needs.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -126,10 +127,10 @@ class DNSProcess:
         self.port = 0
 
     def start(self) -> int:
-        from mailsrv.testing.server import RunningServer, SOURCE_ROOT
+        from mailsrv.testing.server import SOURCE_ROOT
 
-        env = dict(__import__("os").environ)
-        env["PYTHONPATH"] = SOURCE_ROOT + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = SOURCE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mailsrv.testing.dns", str(self.zoneFile)],
             stdout=subprocess.PIPE,
