@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import os
 import socket
-import ssl
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-from bench.common import HIGHER, INFO, LOWER, clearMaildir, clientContext, countMaildir, makeMessage, metric
+from bench.common import HIGHER, INFO, LOWER, clearMaildir, clientContext, makeMessage, metric
 from bench.target import Target
 
 FULL = 1000

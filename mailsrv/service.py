@@ -10,7 +10,6 @@ a listener per endpoint address.
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Any, Optional
 
 from twisted.application.internet import StreamServerEndpointService

@@ -15,7 +15,6 @@ context they started with.
 from __future__ import annotations
 
 import datetime
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from twisted.internet import defer
 from twisted.logger import Logger

@@ -21,13 +21,13 @@ from __future__ import annotations
 import email.utils
 import time
 import uuid
-from typing import Callable, Optional
+from typing import Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mailsrv.envelope import Address, Envelope, Session
+from mailsrv.envelope import Envelope, Session
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import HeaderEdit, IDirectory, IMessageContent, IModifier
 from mailsrv.policy.endpoint import EndpointPolicy, Protocol, TLSMode

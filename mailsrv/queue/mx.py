@@ -14,7 +14,6 @@ import dataclasses
 import ipaddress
 from typing import Optional
 
-from twisted.internet import defer
 from twisted.internet.interfaces import IResolver
 from twisted.names import dns
 from twisted.names.error import DNSNameError, DomainError

@@ -11,7 +11,6 @@ import re
 import smtplib
 import socket
 import ssl
-from pathlib import Path
 from typing import Iterator, Optional
 
 import dkim

@@ -8,7 +8,6 @@ DKIM and DMARC records.
 from __future__ import annotations
 
 import smtplib
-from pathlib import Path
 from typing import Iterator
 
 import dkim

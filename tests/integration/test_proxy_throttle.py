@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import random
-from pathlib import Path
 from typing import Iterator
 
 import pytest

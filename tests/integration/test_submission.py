@@ -7,7 +7,6 @@ From:, Message-ID and Date completed, client address kept out of Received.
 from __future__ import annotations
 
 import smtplib
-from pathlib import Path
 from typing import Iterator
 
 import pytest

@@ -4,7 +4,6 @@ SMTP server behaviour, bytes in and bytes out, with a recording target.
 
 from __future__ import annotations
 
-from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from mailsrv.config.schema import LimitsConfig
