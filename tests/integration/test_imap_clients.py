@@ -22,7 +22,10 @@ from tests.integration.clients import Line, clientContext, message, token
 imapclient = pytest.importorskip("imapclient")
 
 PASSWORD = "secret"
-USERS = ("ann@example.test", "ben@example.test", "cat@example.test", "dan@example.test", "eve@example.test")
+USERS = (
+    "ann@example.test", "ben@example.test", "cat@example.test", "dan@example.test", "eve@example.test",
+    "fay@example.test",
+)
 EXTENSIONS = {
     "IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "ENABLE", "ID", "LITERAL+", "CHILDREN",
     "SPECIAL-USE", "CREATE-SPECIAL-USE", "QUOTA", "QUOTA=RES-STORAGE", "CONDSTORE",
@@ -199,6 +202,45 @@ def test_concurrentSessions(imapServer: RunningServer) -> None:
     idler.idle_done()
     assert idler.search() == [2]  # UIDs: the first message moved away
     idler.logout()
+    other.logout()
+
+
+def test_updatesBeforeTaggedReply(imapServer: RunningServer) -> None:
+    """
+    imaplib on the Maildir store: a delivery over SMTP, another session's
+    flag change and its EXPUNGE reach the first session before the tagged
+    reply of its next UID FETCH, STATUS and LIST (not only at NOOP); after
+    FETCH the EXPUNGE is held back, and sequence numbers stay right.
+    """
+    user = "fay@example.test"
+    first = stdlib(imapServer, user)
+    other = stdlib(imapServer, user)
+    for i in range(3):
+        other.append("INBOX", None, None, message(token(f"update{i}")))
+    assert first.select("INBOX")[1] == [b"3"]
+    first.response("EXISTS")  # imaplib keeps SELECT's EXISTS until read
+    other.select("INBOX")
+
+    deliver(imapServer, user, token("update-new"))
+    typ, data = first.uid("FETCH", "1", "(FLAGS)")
+    assert typ == "OK" and b"UID 1" in data[0], data
+    assert first.response("EXISTS") == ("EXISTS", [b"4"])
+
+    other.store("2", "+FLAGS", "(\\Flagged)")
+    assert first.status("Archive", "(MESSAGES)")[0] == "OK"
+    typ, fetches = first.response("FETCH")
+    assert fetches == [b"2 (FLAGS (\\Flagged \\Recent))"], fetches
+
+    other.store("1", "+FLAGS", "(\\Deleted)")
+    other.expunge()
+    typ, data = first.fetch("1:*", "(UID)")
+    assert typ == "OK"
+    assert first.response("EXPUNGE") == ("EXPUNGE", [None])
+    assert first.list('""', "Archive")[0] == "OK"
+    assert first.response("EXPUNGE") == ("EXPUNGE", [b"1"])
+    typ, data = first.fetch("1", "(UID)")
+    assert data == [b"1 (UID 2)"], data
+    first.logout()
     other.logout()
 
 

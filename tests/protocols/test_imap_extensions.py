@@ -336,15 +336,172 @@ class ConcurrencyTests(ExtensionTestMixin, unittest.SynchronousTestCase):
     def test_bothMoveSameMessage(self) -> None:
         """
         Two sessions move the same message: it ends up in one folder once;
-        the late session's MOVE answers OK without COPYUID.
+        the late session's MOVE answers OK without COPYUID, after the
+        EXPUNGE of the message the other session moved.
         """
         self.select()
         otherServer, otherTransport = self.second()
         self.send(b"m MOVE 1 Archive\r\n")
         self.server, self.transport = otherServer, otherTransport
-        self.assertEqual(self.send(b"m MOVE 1 Trash\r\n"), b"m OK MOVE completed\r\n")
+        self.assertEqual(self.send(b"m MOVE 1 Trash\r\n"), b"* 1 EXPUNGE\r\nm OK MOVE completed\r\n")
         total = len(self.store.openFolder(ALICE, "Archive").messages()) + len(
             self.store.openFolder(ALICE, "Trash").messages()
         )
         self.assertEqual(total, 1)
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"n OK NOOP completed\r\n")
+
+
+class UntaggedUpdateTests(ConcurrencyTests):
+    """
+    Changes by other sessions and deliveries are reported before the tagged
+    reply of any command (RFC 3501 sections 5.5 and 7), never with EXPUNGE
+    after FETCH, STORE or SEARCH (section 7.4.1).
+    """
+
+    def other(self, command: bytes) -> bytes:
+        """
+        Run C{command} in a second session of alice with INBOX selected;
+        the first session stays current.
+        """
+        first = (self.server, self.transport)
+        if not hasattr(self, "_second"):
+            self._second = self.second()
+        self.server, self.transport = self._second
+        try:
+            return self.send(command)
+        finally:
+            self.server, self.transport = first
+
+    def test_uidFetchReportsDelivery(self) -> None:
+        """
+        A delivery is announced (EXISTS, RECENT) before the tagged reply of
+        a UID FETCH, after the FETCH data.
+        """
+        self.select()
+        deliver(self.store, ALICE, MSG1)
+        self.assertEqual(
+            self.send(b"f UID FETCH 1 FLAGS\r\n"),
+            b"* 1 FETCH (FLAGS (\\Recent) UID 1)\r\n* 3 EXISTS\r\n* 3 RECENT\r\nf OK FETCH completed\r\n",
+        )
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"n OK NOOP completed\r\n")
+
+    def test_statusReportsFlagChange(self) -> None:
+        """
+        Another session's flag change is an untagged FETCH before the tagged
+        reply of STATUS, then not again.
+        """
+        self.select()
+        self.other(b"s STORE 2 +FLAGS.SILENT (\\Flagged)\r\n")
+        self.assertEqual(
+            self.send(b"t STATUS Trash (MESSAGES)\r\n"),
+            b"* STATUS Trash (MESSAGES 0)\r\n* 2 FETCH (FLAGS (\\Flagged \\Recent))\r\nt OK STATUS completed\r\n",
+        )
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"n OK NOOP completed\r\n")
+
+    def test_flagChangeCarriesModSeq(self) -> None:
+        """
+        With CONDSTORE enabled, the reported flag change carries the
+        message's new MODSEQ.
+        """
+        self.send(b"e ENABLE CONDSTORE\r\n")
+        self.select()
+        self.other(b"s STORE 1 +FLAGS.SILENT (\\Seen)\r\n")
+        modSeq = self.store.openFolder(ALICE).messages()[0].modSeq
+        self.assertEqual(
+            self.send(b"l LIST \"\" Trash\r\n"),
+            b'* LIST (\\HasNoChildren \\Trash) "." "Trash"\r\n'
+            b"* 1 FETCH (FLAGS (\\Seen \\Recent) MODSEQ (%d))\r\nl OK LIST completed\r\n" % (modSeq,),
+        )
+
+    def test_listReportsExpunge(self) -> None:
+        """
+        Another session's expunge is announced before the tagged reply of
+        LIST, and later sequence numbers shift.
+        """
+        self.select()
+        self.other(b"s STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.other(b"x EXPUNGE\r\n")
+        self.assertEqual(
+            self.send(b"l LIST \"\" INBOX\r\n"),
+            b'* LIST (\\HasNoChildren) "." "INBOX"\r\n* 1 EXPUNGE\r\nl OK LIST completed\r\n',
+        )
+        self.assertEqual(self.send(b"f FETCH 1 UID\r\n"), b"* 1 FETCH (UID 2)\r\nf OK FETCH completed\r\n")
+
+    def test_noExpungeAfterFetchStoreSearch(self) -> None:
+        """
+        A message expunged elsewhere while a delivery arrives: FETCH, STORE
+        and SEARCH (and their UID forms) report the new message but not the
+        EXPUNGE, and keep the old sequence numbers; once the session knows
+        the message is gone it is left out of their results (FETCH says
+        C{EXPUNGEISSUED}).  NOOP then announces the EXPUNGE and the numbers
+        shift.
+        """
+        self.select()
+        self.other(b"s STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.other(b"x EXPUNGE\r\n")
+        deliver(self.store, ALICE, MSG1)
+        self.assertEqual(
+            self.send(b"f FETCH 1:* UID\r\n"),
+            b"* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n* 3 EXISTS\r\n* 3 RECENT\r\nf OK FETCH completed\r\n",
+        )
+        self.assertEqual(
+            self.send(b"u UID FETCH 1:* UID\r\n"),
+            b"* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\nu OK [EXPUNGEISSUED] Some messages were already expunged\r\n",
+        )
+        self.assertEqual(
+            self.send(b"s STORE 1:2 +FLAGS (\\Answered)\r\n"),
+            b"* 2 FETCH (FLAGS (\\Answered \\Recent))\r\ns OK STORE completed\r\n",
+        )
+        self.assertEqual(self.send(b"s UID STORE 1 +FLAGS (\\Seen)\r\n"), b"s OK STORE completed\r\n")
+        self.assertEqual(self.send(b"q SEARCH ANSWERED\r\n"), b"* SEARCH 2\r\nq OK SEARCH completed\r\n")
+        self.assertEqual(self.send(b"q UID SEARCH ALL\r\n"), b"* SEARCH 2 3\r\nq OK SEARCH completed\r\n")
         self.assertEqual(self.send(b"n NOOP\r\n"), b"* 1 EXPUNGE\r\nn OK NOOP completed\r\n")
+        self.assertEqual(self.send(b"f FETCH 2 UID\r\n"), b"* 2 FETCH (UID 3)\r\nf OK FETCH completed\r\n")
+
+    def test_fetchOfMessageGoneSinceLastReport(self) -> None:
+        """
+        A FETCH of a body expunged by another session before this one heard
+        of it leaves that message out instead of failing, says
+        C{EXPUNGEISSUED}, and the EXPUNGE follows at the next command that
+        may send it.
+        """
+        self.select()
+        self.store.openFolder(ALICE).expunge([1])
+        self.assertEqual(
+            self.send(b"f FETCH 1:2 BODY.PEEK[HEADER.FIELDS (Subject)]\r\n"),
+            b"* 2 FETCH (BODY[HEADER.FIELDS (Subject)] {19}\r\nSubject: second\r\n\r\n)\r\n"
+            b"f OK [EXPUNGEISSUED] Some messages were already expunged\r\n",
+        )
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.send(b"c CHECK\r\n"), b"* 1 EXPUNGE\r\nc OK CHECK completed\r\n")
+
+    def test_ownChangesNotRepeated(self) -> None:
+        """
+        A session's own STORE, APPEND and EXPUNGE are reported once, by the
+        command itself (APPEND to the selected mailbox by EXISTS before its
+        tagged reply).
+        """
+        self.select()
+        self.assertEqual(
+            self.send(b"s STORE 1 +FLAGS (\\Deleted)\r\n"),
+            b"* 1 FETCH (FLAGS (\\Deleted \\Recent))\r\ns OK STORE completed\r\n",
+        )
+        self.assertEqual(self.send(b"x EXPUNGE\r\n"), b"* 1 EXPUNGE\r\nx OK EXPUNGE completed\r\n")
+        response = self.send(b"a APPEND INBOX {6}\r\nx: y\r\n\r\n")
+        self.assertTrue(response.endswith(b"\r\n* 2 EXISTS\r\n* 2 RECENT\r\na OK [APPENDUID 1700000000 3] APPEND completed\r\n"), response)
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"n OK NOOP completed\r\n")
+
+    def test_noReportOutsideSelectedState(self) -> None:
+        """
+        Without a selected mailbox, and after LOGOUT's BYE, nothing is
+        reported.
+        """
+        self.select()
+        self.send(b"u UNSELECT\r\n")
+        deliver(self.store, ALICE, MSG2)
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"n OK NOOP completed\r\n")
+        self.select()
+        deliver(self.store, ALICE, MSG2)
+        self.assertEqual(
+            self.send(b"o LOGOUT\r\n"), b"* BYE Logging out\r\no OK LOGOUT completed\r\n"
+        )

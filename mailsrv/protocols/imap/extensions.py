@@ -220,8 +220,8 @@ class ExtensionsMixin:
             for seq in expunged:
                 self.sendUntaggedResponse(b"%d EXPUNGE" % (seq,))  # type: ignore[attr-defined]
             code = b""
-        if self.mbox is not None and self.mbox.isSelectedFolder(target):
-            self._syncSelected()  # type: ignore[attr-defined]
+        # COPY or MOVE into the selected mailbox is reported (EXISTS) before
+        # the tagged reply, like any other change.
         self.sendPositiveResponse(tag, code + command + b" completed")  # type: ignore[attr-defined]
         self._unblock()  # type: ignore[attr-defined]
 
@@ -315,8 +315,8 @@ class ExtensionsMixin:
 
     auth_ENABLE = (do_ENABLE, arg_atoms)
 
-    def arg_idParams(self, line: bytes) -> tuple[Optional[list[Any]], bytes]:
-        line = line.strip()
+    def arg_idParams(self, line: Optional[bytes]) -> tuple[Optional[list[Any]], bytes]:
+        line = (line or b"").strip()
         if line.upper() == b"NIL":
             return None, b""
         if not line.startswith(b"(") or not line.endswith(b")"):

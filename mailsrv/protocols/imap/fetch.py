@@ -16,7 +16,11 @@ What this fixes in Twisted's C{IMAP4Server}:
  - BODYSTRUCTURE gives a part without Content-Type the RFC 2045 default
    (Twisted answered C{NIL} types) and the body size, not the message size;
  - COPY to a missing mailbox answers C{NO [TRYCREATE]};
- - STORE on a read-only mailbox answers C{NO}, not C{BAD Server error}.
+ - STORE on a read-only mailbox answers C{NO}, not C{BAD Server error};
+ - a message expunged by another session (a ghost, see
+   L{mailsrv.protocols.imap.mailbox}) is left out of the FETCH and the
+   tagged reply says C{[EXPUNGEISSUED]}, as Dovecot does, instead of the
+   connection being dropped when its file is gone.
 """
 
 from __future__ import annotations
@@ -43,12 +47,15 @@ from twisted.mail.imap4 import (
 )
 from twisted.python.failure import Failure
 
-from mailsrv.errors import MailError
+from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IIndexedFolder
 from mailsrv.protocols.imap.message import selectHeaderFields
 
 if TYPE_CHECKING:
     from twisted.logger import Logger
+
+#: The tagged reply of a FETCH that skipped messages expunged elsewhere.
+EXPUNGE_ISSUED = b"[EXPUNGEISSUED] Some messages were already expunged"
 
 Writer = Callable[[bytes], None]
 
@@ -402,13 +409,21 @@ class FetchMixin:
             return
         if request.changedSince is not None:
             selected = [(seq, m) for seq, m in selected if m.info.modSeq > request.changedSince]
+        isGone = getattr(self.mbox, "isGone", None)
+        skipped = 0
+        if isGone is not None:
+            live = [(seq, m) for seq, m in selected if not isGone(m.info.uid)]
+            skipped, selected = len(selected) - len(live), live
         self._block()  # type: ignore[attr-defined]
         oldTimeout = self.setTimeout(None)  # type: ignore[attr-defined]
         d = Deferred.fromCoroutine(self._fetchResponses(selected, query, uid))
 
-        def done(_: object) -> None:
+        def done(missing: int) -> None:
             self.setTimeout(oldTimeout)  # type: ignore[attr-defined]
-            self.sendPositiveResponse(tag, b"FETCH completed")  # type: ignore[attr-defined]
+            if skipped or missing:
+                self.sendPositiveResponse(tag, EXPUNGE_ISSUED)  # type: ignore[attr-defined]
+            else:
+                self.sendPositiveResponse(tag, b"FETCH completed")  # type: ignore[attr-defined]
             self._unblock()  # type: ignore[attr-defined]
 
         def failed(failure: Failure) -> None:
@@ -421,23 +436,31 @@ class FetchMixin:
 
     select_FETCH = (do_FETCH, IMAP4Server.arg_seqset, arg_fetchRequest)
 
-    async def _fetchResponses(self, selected: list[tuple[int, Any]], query: list[Any], uid: int) -> None:
+    async def _fetchResponses(self, selected: list[tuple[int, Any]], query: list[Any], uid: int) -> int:
         """
         Write one untagged FETCH per message, in batches: header data for a
         batch comes from the folder index in one call, the output of a
         batch is written at once, and the reactor runs between batches;
         message bodies are streamed by producers.
+
+        @return: how many messages were left out because they were found
+            expunged (their file gone) while being read.
         """
         folder = getattr(self.mbox, "folder", None)
         index = IIndexedFolder(folder, None) if folder is not None else None
         wantsHeaders = index is not None and any(_usesHeaders(item) for item in query)
         uidItem = any(item.type == "uid" for item in query)
         chunks: list[bytes] = []
+        flushes = 0
+        missing = 0
+        markGone = getattr(self.mbox, "markGone", lambda uid: None)
 
         def flush() -> None:
+            nonlocal flushes
             if chunks:
                 data = b"".join(chunks)
                 del chunks[:]
+                flushes += 1
                 self.transport.write(data)
 
         for start in range(0, len(selected), FETCH_BATCH):
@@ -447,24 +470,37 @@ class FetchMixin:
                 for _, msg in batch:
                     msg.summary = summaries.get(msg.info.uid)
             for seq, msg in batch:
+                mark, flushesBefore = len(chunks), flushes
                 chunks.append(b"* %d FETCH (" % (seq,))
                 first = True
-                for item in query:
-                    if not first:
-                        chunks.append(b" ")
-                    first = False
-                    if item.type == "body":
-                        pending = self.spew_body(item, seq, msg, chunks.append, flush)
-                    else:
-                        pending = getattr(self, "spew_" + item.type)(seq, msg, chunks.append, flush)
-                    if isinstance(pending, Deferred):
-                        await pending
+                try:
+                    for item in query:
+                        if not first:
+                            chunks.append(b" ")
+                        first = False
+                        if item.type == "body":
+                            pending = self.spew_body(item, seq, msg, chunks.append, flush)
+                        else:
+                            pending = getattr(self, "spew_" + item.type)(seq, msg, chunks.append, flush)
+                        if isinstance(pending, Deferred):
+                            await pending
+                except MailError as e:
+                    # Expunged by another session since the last sync: drop
+                    # this message's partial response unless some of it was
+                    # already written.
+                    if e.kind is not ErrorKind.NOT_FOUND or flushes != flushesBefore:
+                        raise
+                    del chunks[mark:]
+                    markGone(msg.info.uid)
+                    missing += 1
+                    continue
                 if uid and not uidItem:
                     chunks.append(b" UID %d" % (msg.getUID(),))
                 chunks.append(b")\r\n")
             flush()
             if start + FETCH_BATCH < len(selected):
                 await deferLater(self._clock, 0, lambda: None)  # type: ignore[attr-defined]
+        return missing
 
     def spew_flags(self, id: int, msg: Any, _w: Optional[Writer] = None, _f: Any = None) -> None:
         # Twisted's fallback writer is misspelt (transport.writen).

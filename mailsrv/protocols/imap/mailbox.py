@@ -6,9 +6,13 @@ The mailbox keeps the session's view: the list of messages in
 message-sequence-number order as the client knows it.  The backend changes
 under it (deliveries, other sessions); L{IMAPMailbox.sync} folds those
 changes into the view and says what to tell the client, because RFC 3501
-forbids renumbering messages without telling the client (EXPUNGE) and the
-server may only do that at certain moments (NOOP, IDLE, CHECK...), not in
-the middle of a FETCH.
+forbids renumbering messages without telling the client (EXPUNGE).  The
+server reports before the tagged reply of every command, but must not send
+EXPUNGE after FETCH, STORE or SEARCH (section 7.4.1): the client may have
+sent sequence numbers that such an EXPUNGE would shift.  So a message
+expunged elsewhere can stay in the view as a I{ghost} (its number still
+valid, its data gone) until a command that may announce it; FETCH, STORE,
+SEARCH, COPY and MOVE skip ghosts.
 
 C{\\Recent} is approximated per process: a L{RecentTracker} shared by all
 sessions on one store remembers the highest UID that some session has
@@ -20,13 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Any, BinaryIO, Iterable, Optional, Union
+from typing import Any, BinaryIO, Iterable, Optional, Sequence, Union
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.mail.imap4 import MessageSet, ReadOnlyMailbox, statusRequestHelper
 from twisted.mail.interfaces import ICloseableMailboxIMAP, IMailboxIMAP, IMessageIMAPCopier
 from zope.interface import implementer
 
+from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IMailFolder, MessageInfo
 from mailsrv.protocols.imap.message import IMAPMessage
 
@@ -133,6 +138,18 @@ class IMAPMailbox:
         self._recent = {i.uid for i in self._infos if i.uid > watermark}
         self._listeners: list[Any] = []
         self.changed = False
+        # The backend snapshot the view was last compared with: a refresh
+        # that returns the same object found nothing new, so the per-command
+        # sync of a large folder costs no comparison.
+        self._seen: Optional[Sequence[MessageInfo]] = None
+        # Ghosts: UIDs in the view whose message is gone from the backend but
+        # whose EXPUNGE the client has not been sent yet.
+        self._gone: set[int] = set()
+        # UIDs whose flags changed in the backend and have not been reported.
+        self._flagsChanged: set[int] = set()
+        # The message count the client knows (the last EXISTS, minus the
+        # EXPUNGEs sent since).
+        self._known = len(self._infos)
 
     # ------------------------------------------------------------ session view
 
@@ -151,37 +168,83 @@ class IMAPMailbox:
             if notify is not None:
                 notify(self)
 
-    def sync(self) -> SyncResult:
+    def sync(self, allowExpunge: bool = True) -> SyncResult:
         """
-        Fold backend changes into the view and report them.
+        Fold backend changes into the view and report what the client has
+        not heard yet: flag changes, new messages and, if C{allowExpunge},
+        expunges.  Without C{allowExpunge}, messages gone from the backend
+        stay in the view as ghosts (their sequence numbers keep counting)
+        and are announced by a later call.
         """
         self.changed = False
         self.folder.refresh()
-        current = {i.uid: i for i in self.folder.messages()}
-        result = SyncResult()
-        kept: list[MessageInfo] = []
-        for seq, info in enumerate(self._infos, 1):
+        snapshot = self.folder.messages()
+        if snapshot is not self._seen:
+            self._seen = snapshot
+            self._merge(snapshot)
+        return self._report(allowExpunge)
+
+    def _merge(self, snapshot: Sequence[MessageInfo]) -> None:
+        """
+        Update the view from a backend snapshot: remember ghosts and flag
+        changes, append new messages.
+        """
+        current = {i.uid: i for i in snapshot}
+        infos = self._infos
+        for position, info in enumerate(infos):
             now = current.get(info.uid)
             if now is None:
-                result.expunged.append(seq - len(result.expunged))
-                self._recent.discard(info.uid)
-                continue
-            kept.append(now)
-            if now.flags != info.flags or now.modSeq != info.modSeq:
-                result.flags[len(kept)] = self._message(now).getFlags()
-                result.modSeqs[len(kept)] = now.modSeq
-        lastUid = self._infos[-1].uid if self._infos else 0
-        new = sorted((i for i in current.values() if i.uid > lastUid), key=lambda i: i.uid)
-        watermark = self._tracker.watermark(self._key)
-        self._recent.update(i.uid for i in new if i.uid > watermark)
-        self._infos = kept + new
+                self._gone.add(info.uid)
+            elif now is not info and (now.flags != info.flags or now.modSeq != info.modSeq):
+                infos[position] = now
+                self._flagsChanged.add(info.uid)
+        lastUid = infos[-1].uid if infos else 0
+        new = sorted((i for i in snapshot if i.uid > lastUid), key=lambda i: i.uid)
         if new:
+            watermark = self._tracker.watermark(self._key)
+            self._recent.update(i.uid for i in new if i.uid > watermark)
+            infos.extend(new)
+            self.claimRecent()
+
+    def _report(self, allowExpunge: bool) -> SyncResult:
+        """
+        What to tell the client now, in order: EXPUNGEs (when allowed), flag
+        changes by their sequence numbers after those, then EXISTS/RECENT
+        if the count the client knows went up.
+        """
+        result = SyncResult()
+        if allowExpunge and self._gone:
+            result.expunged = self._forget(self._gone)
+            self._gone = set()
+        if self._flagsChanged:
+            pending = self._flagsChanged - self._gone
+            self._flagsChanged &= self._gone
+            for seq, info in enumerate(self._infos, 1):
+                if info.uid in pending:
+                    result.flags[seq] = self._message(info).getFlags()
+                    result.modSeqs[seq] = info.modSeq
+        if len(self._infos) > self._known:
             # EXPUNGE already told the client the count went down; EXISTS is
             # only needed when it goes up.
-            result.exists = len(self._infos)
+            self._known = len(self._infos)
+            result.exists = self._known
             result.recent = len(self._recent)
-            self.claimRecent()
         return result
+
+    def isGone(self, uid: int) -> bool:
+        """
+        Whether message C{uid} is a ghost: expunged elsewhere, not yet
+        announced to this session.
+        """
+        return uid in self._gone
+
+    def markGone(self, uid: int) -> None:
+        """
+        Record that message C{uid} was found missing while being read or
+        changed; the next sync that may announce expunges does.
+        """
+        if any(info.uid == uid for info in self._infos):
+            self._gone.add(uid)
 
     def _message(self, info: MessageInfo) -> IMAPMessage:
         return IMAPMessage(self.folder, info, info.uid in self._recent)
@@ -298,7 +361,8 @@ class IMAPMailbox:
             candidates = [i for _, i in self._select(uids, True)]
         else:
             candidates = self._infos
-        doomed = [i.uid for i in candidates if "\\Deleted" in i.flags]
+        # Ghosts are announced by the sync after this command, not here.
+        doomed = [i.uid for i in candidates if "\\Deleted" in i.flags and i.uid not in self._gone]
         if not doomed:
             return succeed([])
         return maybeDeferred(self.folder.expunge, doomed).addCallback(
@@ -319,6 +383,9 @@ class IMAPMailbox:
             else:
                 kept.append(info)
         self._infos = kept
+        self._known -= len(announced)
+        self._gone -= gone
+        self._flagsChanged -= gone
         return announced
 
     def transfer(
@@ -331,7 +398,7 @@ class IMAPMailbox:
         """
         if move and not self._writeable:
             raise ReadOnlyMailbox()
-        wanted = [info.uid for _, info in self._select(messages, uid)]
+        wanted = [info.uid for _, info in self._select(messages, uid) if info.uid not in self._gone]
         if not wanted:
             return succeed(([], []))
 
@@ -373,6 +440,8 @@ class IMAPMailbox:
         change = _storableFlags(flags)
         result = {}
         for seq, info in self._select(messages, uid):
+            if info.uid in self._gone:
+                continue
             if unchangedSince is not None and info.modSeq > unchangedSince:
                 if modified is not None:
                     modified.append(seq)
@@ -384,8 +453,15 @@ class IMAPMailbox:
             else:
                 new = set(change)
             if new != set(info.flags):
-                info = self.folder.setFlags(info.uid, sorted(new))
+                try:
+                    info = self.folder.setFlags(info.uid, sorted(new))
+                except MailError as e:
+                    if e.kind is not ErrorKind.NOT_FOUND:
+                        raise
+                    self._gone.add(info.uid)
+                    continue
                 self._infos[seq - 1] = info
+                self._flagsChanged.discard(info.uid)
             result[seq] = self._message(info).getFlags()
         return result
 
@@ -412,8 +488,13 @@ class IMAPMailbox:
             return
         for seq in seqs:
             info = self._infos[seq - 1]
-            if "\\Seen" not in info.flags:
-                self._infos[seq - 1] = self.folder.setFlags(info.uid, sorted(info.flags | {"\\Seen"}))
+            if "\\Seen" not in info.flags and info.uid not in self._gone:
+                try:
+                    self._infos[seq - 1] = self.folder.setFlags(info.uid, sorted(info.flags | {"\\Seen"}))
+                except MailError as e:
+                    if e.kind is not ErrorKind.NOT_FOUND:
+                        raise
+                    self._gone.add(info.uid)
 
     # --------------------------------------------------- ICloseableMailboxIMAP
 

@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred
 from twisted.mail.imap4 import IllegalIdentifierError, IllegalQueryError, IMAP4Server, parseIdList
 from twisted.python.failure import Failure
 
-from mailsrv.errors import MailError
+from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IIndexedFolder
 
 if TYPE_CHECKING:
@@ -139,20 +139,31 @@ class SearchMixin:
         """
         Evaluate the query over every message of the view; header keys are
         answered from the folder index when there is one (summaries fetched
-        in batches first).
+        in batches first).  Messages expunged by another session and not yet
+        announced match nothing (RFC 2180 section 4.1.3), but still count
+        for C{*}.
         """
+        lastSeq = messages[-1][0] if messages else 0
+        lastUid = messages[-1][1].getUID() if messages else 0
+        isGone = getattr(self.mbox, "isGone", None)
+        if isGone is not None:
+            messages = [(seq, m) for seq, m in messages if not isGone(m.info.uid)]
         if index is not None:
             for start in range(0, len(messages), _SUMMARY_BATCH):
                 batch = messages[start : start + _SUMMARY_BATCH]
                 summaries = await index.summaries([m.info.uid for _, m in batch])
                 for _, msg in batch:
                     msg.summary = summaries.get(msg.info.uid)
-        lastSeq = messages[-1][0] if messages else 0
-        lastUid = messages[-1][1].getUID() if messages else 0
         found = []
         highest = 0
         for seq, msg in messages:
-            if self._searchFilter(copy.deepcopy(query), seq, msg, lastSeq, lastUid):  # type: ignore[attr-defined]
+            try:
+                matched = self._searchFilter(copy.deepcopy(query), seq, msg, lastSeq, lastUid)  # type: ignore[attr-defined]
+            except MailError as e:
+                if e.kind is not ErrorKind.NOT_FOUND:
+                    raise
+                continue  # its file is gone: expunged by another session
+            if matched:
                 found.append(b"%d" % (msg.getUID() if uid else seq,))
                 highest = max(highest, msg.info.modSeq)
         if usesModSeq and found:

@@ -18,6 +18,10 @@ TWISTED-NOTES section 2 found broken:
  - APPEND literals are capped (C{NO [TOOBIG]} before the literal is sent),
    an over-long command line gets C{BAD} instead of a dropped connection;
  - IDLE ends only on C{DONE} and pushes EXISTS/EXPUNGE while idling;
+ - every command, not only NOOP, reports what other sessions and
+   deliveries changed in the selected mailbox before its tagged reply
+   (RFC 3501 sections 5.5 and 7), without EXPUNGE after FETCH, STORE and
+   SEARCH (section 7.4.1);
  - SELECT reports UIDNEXT, PERMANENTFLAGS and UNSEEN; mailbox errors map to
    RFC 5530 response codes;
  - the clock (timeouts, auth delay, FETCH scheduling) is injected;
@@ -76,6 +80,14 @@ from mailsrv.protocols.imap.search import SearchMixin
 from mailsrv.tls import negotiatedTLS
 
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
+
+#: Commands whose tagged reply must not be preceded by EXPUNGE (RFC 3501
+#: section 7.4.1), also as UID commands: the client may already have sent
+#: sequence numbers that an EXPUNGE would shift.
+_NO_EXPUNGE_COMMANDS = frozenset((b"FETCH", b"STORE", b"SEARCH"))
+
+#: After these the session is over or the report makes no sense.
+_NO_REPORT_COMMANDS = frozenset((b"LOGOUT",))
 
 _STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"HIGHESTMODSEQ")
 
@@ -148,6 +160,9 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         self._discardingLine = False
         self._idleTag: Optional[bytes] = None
         self._nonSyncLiteral = False
+        # The command being run (the inner one for UID commands), which
+        # decides what the report before its tagged reply may contain.
+        self._command = b""
         # RFC 7162: set by ENABLE CONDSTORE or the first command using it;
         # from then on every FETCH response carries MODSEQ.
         self._condstore = False
@@ -350,6 +365,28 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         if self.blocked is not None:
             self.blocked.extend(commands)
             del commands[:]
+
+    def dispatchCommand(self, tag: bytes, cmd: bytes, rest: bytes, uid: Optional[int] = None) -> None:
+        self._command = cmd.upper()
+        super().dispatchCommand(tag, cmd, rest, uid)
+
+    def _respond(self, state: bytes, tag: Optional[bytes], message: Optional[bytes]) -> None:
+        """
+        Before the tagged C{OK} or C{NO} of a command in the selected state,
+        report what changed in the mailbox meanwhile (RFC 3501 section 5.5:
+        the server may send untagged data at any time, and clients such as
+        mbsync rely on hearing about new mail with any reply).  C{BAD} gets
+        none: the command may not have been understood at all.
+        """
+        if (
+            tag is not None
+            and tag != b"*"
+            and state in (b"OK", b"NO")
+            and self.state == "select"
+            and self._command not in _NO_REPORT_COMMANDS
+        ):
+            self._syncSelected(self._command not in _NO_EXPUNGE_COMMANDS)
+        super()._respond(state, tag, message)
 
     def _IMAP4Server__ebDispatch(self, failure: Failure, tag: bytes) -> None:
         if failure.check(_Answered):
@@ -557,13 +594,12 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
     # ---------------------------------------------------------- simple states
 
     def do_NOOP(self, tag: bytes) -> None:
-        self._syncSelected()
+        # The changes are reported before every tagged reply (_respond).
         self.sendPositiveResponse(tag, b"NOOP completed")
 
     unauth_NOOP = auth_NOOP = select_NOOP = logout_NOOP = (do_NOOP,)
 
     def do_CHECK(self, tag: bytes) -> None:
-        self._syncSelected()
         self.sendPositiveResponse(tag, b"CHECK completed")
 
     select_CHECK = (do_CHECK,)
@@ -596,17 +632,28 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
 
     def mailboxChanged(self, mailbox: Any) -> None:
         """
-        The selected folder changed in the backend: push while idling; other
-        states hear about it at the next NOOP/CHECK/IDLE.
+        The selected folder changed in the backend: push while idling;
+        otherwise the client hears about it before the next tagged reply.
         """
         if self.parseState == "idle" and mailbox is self.mbox:
             self._syncSelected()
 
-    def _syncSelected(self) -> None:
+    def _syncSelected(self, allowExpunge: bool = True) -> None:
+        """
+        Send the untagged responses for changes made by other sessions and
+        deliveries to the selected mailbox: C{EXPUNGE} (only if
+        C{allowExpunge}), C{FETCH (FLAGS ...)} and C{EXISTS}/C{RECENT}.
+        """
         sync = getattr(self.mbox, "sync", None)
         if sync is None:
             return
-        result = sync()
+        try:
+            result = sync(allowExpunge)
+        except MailError as e:
+            # The folder was deleted or cannot be read now: the command's
+            # own reply stands; the next one tries again.
+            self.log.info("Cannot resynchronise the selected mailbox: {error}", error=str(e), **self._logFields())
+            return
         for seq in result.expunged:
             self.sendUntaggedResponse(b"%d EXPUNGE" % (seq,))
         withModSeq = self._condstoreEnabled()
@@ -818,8 +865,8 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
     )
 
     def _appended(self, uid: int, tag: bytes, target: Any) -> None:
-        if self.mbox is not None and getattr(self.mbox, "isSelectedFolder", lambda _: False)(target):
-            self._syncSelected()
+        # Appending to the selected mailbox is reported (EXISTS) before the
+        # tagged reply, like any other change.
         self.sendPositiveResponse(
             tag, b"[APPENDUID %d %d] APPEND completed" % (target.getUIDValidity(), uid)
         )
