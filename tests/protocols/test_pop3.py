@@ -220,7 +220,7 @@ def pump(transport: StringTransport) -> int:
     return how many chunks were asked for.
     """
     rounds = 0
-    while transport.producer is not None:
+    while transport.producer is not None and not transport.streaming:
         transport.producer.resumeProducing()
         rounds += 1
         assert rounds < 10_000

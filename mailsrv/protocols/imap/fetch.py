@@ -373,7 +373,14 @@ class FetchMixin:
         query: list[Any] = []
         if attributes.strip() not in (b"", b"()"):
             parser = _FetchParser()
-            parser.parseString(attributes)
+            try:
+                parser.parseString(attributes)
+            except IllegalClientResponse:
+                raise
+            except Exception:
+                # Twisted's parser raises a bare Exception for what it
+                # does not recognise: the client's error, not ours.
+                raise IllegalClientResponse("Invalid FETCH attributes") from None
             query = list(parser.result)
         changedSince = None
         if modifiers is not None:

@@ -105,6 +105,10 @@ class _Answered(Exception):
 
 _NON_SYNC_LITERAL = re.compile(rb"\{(\d{1,20})\+\}$")
 
+# Octets of command lines queued behind a running command (a login being
+# checked or delayed, an APPEND) above which reading stops until it is done.
+MAX_QUEUED = 64 * 1024
+
 
 def _looksLikeTag(token: bytes) -> bool:
     return 0 < len(token) <= 64 and token.isascii() and token.isalnum()
@@ -156,6 +160,8 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         self._authFailures = 0
         self._failureCall: Optional[IDelayedCall] = None
         self._replayQueue: list[bytes] = []
+        self._queuedOctets = 0
+        self._readPaused = False
         self._refeed = b""
         self._discardingLine = False
         self._idleTag: Optional[bytes] = None
@@ -290,6 +296,10 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         # with the legacy logger; this one keeps internals in the log.
         if self.blocked is not None:
             self.blocked.append(line)
+            self._queuedOctets += len(line) + 2
+            if self._queuedOctets > MAX_QUEUED and not self._readPaused:
+                self._readPaused = True
+                self.transport.pauseProducing()
             return
         self.resetTimeout()
         if self.parseState in ("command", "pending") and line.endswith(b"+}"):
@@ -344,10 +354,12 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         """
         if self.blocked is None:
             self.blocked = []
+            self._queuedOctets = 0
 
     def _unblock(self) -> None:
         commands = self.blocked or []
         self.blocked = None
+        self._queuedOctets = 0
         # Kept on self so that STARTTLS can empty it (injection fix).
         self._replayQueue = commands
         while commands and self.blocked is None:
@@ -364,7 +376,11 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
                 IMAP4Server.dataReceived(self, b"")
         if self.blocked is not None:
             self.blocked.extend(commands)
+            self._queuedOctets = sum(len(line) + 2 for line in self.blocked)
             del commands[:]
+        elif self._readPaused:
+            self._readPaused = False
+            self.transport.resumeProducing()
 
     def dispatchCommand(self, tag: bytes, cmd: bytes, rest: bytes, uid: Optional[int] = None) -> None:
         self._command = cmd.upper()
@@ -387,6 +403,26 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         ):
             self._syncSelected(self._command not in _NO_EXPUNGE_COMMANDS)
         super()._respond(state, tag, message)
+
+    def lookupCommand(self, cmd: bytes) -> Any:
+        """
+        Twisted decodes the command name as ASCII and raised on any other
+        byte; such a name is simply an unknown command.
+        """
+        if not cmd.isascii():
+            return None
+        return super().lookupCommand(cmd)
+
+    def _IMAP4Server__doCommand(
+        self, tag: bytes, handler: Any, args: list[Any], parseargs: Any, line: Optional[bytes], uid: Any
+    ) -> None:
+        # Twisted hands the argument parsers None for a command sent without
+        # arguments ("a LOGIN"); they failed with AttributeError, logged as
+        # a server error with the exception text sent to the client.  With
+        # an empty string they answer BAD.
+        IMAP4Server._IMAP4Server__doCommand(  # type: ignore[attr-defined]
+            self, tag, handler, args, parseargs, b"" if line is None else line, uid
+        )
 
     def _IMAP4Server__ebDispatch(self, failure: Failure, tag: bytes) -> None:
         if failure.check(_Answered):

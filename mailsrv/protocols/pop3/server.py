@@ -20,7 +20,11 @@ most of it, so this is a small protocol of its own:
    after QUIT, and QUIT is answered only once that is durable.  A connection
    that drops without QUIT changes nothing.
  - Messages are streamed by L{MessageProducer}, byte-stuffed across chunk
-   boundaries.
+   boundaries.  Between messages the server itself is the transport's push
+   producer: while the write buffer is full (a client that pipelines
+   commands and reads no replies) no further command is answered, and
+   reading stops once C{maxPipelined} octets wait, as behind a command
+   that is still running.
 
 Wire data is C{bytes} throughout; the user name is passed to the portal as
 the bytes the client sent.
@@ -41,6 +45,7 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
     IOpenSSLServerConnectionCreator,
+    IPushProducer,
     IReactorTime,
     ISSLTransport,
     ITLSTransport,
@@ -126,7 +131,7 @@ ERR_TEMP = b"-ERR [SYS/TEMP] Temporary server failure, try again later."
 ERR_IDLE = b"-ERR Disconnected for inactivity."
 
 
-@implementer(IHandshakeListener)
+@implementer(IHandshakeListener, IPushProducer)
 class POP3Server(Protocol):
     """
     One POP3 connection.
@@ -160,6 +165,7 @@ class POP3Server(Protocol):
         self._busy = False
         self._processing = False
         self._readPaused = False
+        self._outputFull = False
         self._closing = False
         self._connected = False
         self._badCommands = 0
@@ -200,6 +206,7 @@ class POP3Server(Protocol):
             peer=f"{self.session.peerHost}:{self.session.peerPort}",
         )
         self._noDelay()
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self._reply(b"+OK " + self._hostname.encode("ascii", "replace") + b" POP3 ready")
         self._setIdle(self._limits.loginTimeout)
 
@@ -305,7 +312,7 @@ class POP3Server(Protocol):
             return
         self._processing = True
         try:
-            while not self._busy and not self._closing:
+            while not self._busy and not self._outputFull and not self._closing:
                 newline = self._buffer.find(b"\n")
                 if newline < 0:
                     if len(self._buffer) > self._limits.maxLineLength + 1:
@@ -327,13 +334,29 @@ class POP3Server(Protocol):
     def _flowControl(self) -> None:
         if self._closing:
             return
-        if self._busy and len(self._buffer) > self._limits.maxPipelined:
+        waiting = self._busy or self._outputFull
+        if waiting and len(self._buffer) > self._limits.maxPipelined:
             if not self._readPaused:
                 self._readPaused = True
                 self.transport.pauseProducing()  # type: ignore[union-attr]
-        elif self._readPaused and not self._busy:
+        elif self._readPaused and not waiting:
             self._readPaused = False
             self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    # The transport calls these while no message is being streamed: its
+    # write buffer is full, or has room again.  (Reading is not stopped at
+    # once: under TLS a full buffer also means the handshake is not over.)
+
+    def pauseProducing(self) -> None:
+        self._outputFull = True
+
+    def resumeProducing(self) -> None:
+        self._outputFull = False
+        if self._connected:
+            self._processBuffer()
+
+    def stopProducing(self) -> None:
+        pass
 
     def _setBusy(self) -> None:
         self._busy = True
@@ -783,11 +806,14 @@ class POP3Server(Protocol):
         def finished(complete: bool) -> None:
             self._producer = None
             if complete:
+                self._outputFull = False
+                self.transport.registerProducer(self, True)  # type: ignore[union-attr]
                 if topLines is None:
                     self._retrieved.add(index)
                 self._done()
 
         self._setBusy()
+        self.transport.unregisterProducer()  # type: ignore[union-attr]
         self._producer = MessageProducer(
             messageFile,
             self.transport,  # type: ignore[arg-type]

@@ -14,7 +14,14 @@ project's notes on it), this class:
  - reads DATA in raw mode (L{DataReceiver}) and streams it to the delivery
    as it arrives, answering 250 only after the delivery's commit fired,
    i.e. after the message is durably on disk;
- - enforces limits on line length, message size, recipients and errors.
+ - enforces limits on line length, message size, recipients and errors;
+ - answers no more commands while the transport's write buffer is full
+   (it is registered as the transport's push producer), so that a client
+   that pipelines commands and never reads the replies cannot make the
+   server buffer replies without bound; its input then waits in the
+   buffer, and reading stops at C{MAX_BUFFERED} as behind any pending
+   command.  (Reading is not stopped at once: under TLS a full buffer also
+   means "handshake not done yet", which needs reading to complete.)
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from twisted.internet import defer, protocol, task
 from twisted.internet.interfaces import (
     IHandshakeListener,
     IOpenSSLServerConnectionCreator,
+    IPushProducer,
     IReactorTime,
     ISSLTransport,
 )
@@ -64,7 +72,7 @@ MAX_BUFFERED = 256 * 1024
 COMMAND, DATA, BDAT, AUTH, CLOSED = "COMMAND", "DATA", "BDAT", "AUTH", "CLOSED"
 
 
-@implementer(IHandshakeListener)
+@implementer(IHandshakeListener, IPushProducer)
 class SMTPServer(protocol.Protocol, TimeoutMixin):
     log = Logger()
 
@@ -95,6 +103,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._mode = COMMAND
         self._busy = False
         self._paused = False
+        self._outputFull = False
         self._errors = 0
         self._authFailures = 0
         self._envelope: Optional[Envelope] = None
@@ -120,6 +129,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             peerHost=getattr(peer, "host", "unknown"),
             peerPort=getattr(peer, "port", 0),
         )
+        self.transport.registerProducer(self, True)
         self.setTimeout(self.limits.commandTimeout)
         if self.limiter is not None:
             if not self.limiter.acquire(self.session.peerHost):
@@ -233,8 +243,39 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._buffer += data
         self._process()
 
+    # -- flow control: the transport pauses us when its write buffer is full
+
+    def pauseProducing(self) -> None:
+        self._outputFull = True
+        self._updateReading()
+
+    def resumeProducing(self) -> None:
+        self._outputFull = False
+        if self._busy:
+            self._updateReading()
+        else:
+            self._process()
+
+    def stopProducing(self) -> None:
+        pass
+
+    def _updateReading(self) -> None:
+        """
+        Stop reading from the client while too much input waits behind a
+        pending command or behind replies it does not read.
+        """
+        if self._mode == CLOSED:
+            return
+        pause = (self._busy or self._outputFull) and len(self._buffer) > MAX_BUFFERED
+        if pause != self._paused:
+            self._paused = pause
+            if pause:
+                self.transport.pauseProducing()
+            else:
+                self.transport.resumeProducing()
+
     def _process(self) -> None:
-        while self._buffer and not self._busy and self._mode != CLOSED:
+        while self._buffer and not self._busy and not self._outputFull and self._mode != CLOSED:
             if self._mode == DATA:
                 self._processData()
                 continue
@@ -259,9 +300,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                 self._authResponse(line)
             else:
                 self._command(line)
-        if self._busy and len(self._buffer) > MAX_BUFFERED and not self._paused:
-            self.transport.pauseProducing()
-            self._paused = True
+        self._updateReading()
 
     def _wait(self, d: defer.Deferred[Any]) -> None:
         """
@@ -271,9 +310,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
         def resume(result: object) -> None:
             self._busy = False
-            if self._paused:
-                self._paused = False
-                self.transport.resumeProducing()
+            self._updateReading()
             if self._mode != CLOSED:
                 self.resetTimeout()
                 self._process()
