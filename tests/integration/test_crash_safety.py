@@ -2,7 +2,7 @@
 Crash safety: a real mailsrv under SMTP load is killed with SIGKILL at
 random instants and restarted, again and again; afterwards no
 acknowledged message is missing or duplicated, no message file is
-half-written, stale C{tmp/} files are cleaned up, IMAP UIDs seen before
+half-written, stale C{tmp/} files (Maildir and queue) are cleaned up, IMAP UIDs seen before
 the later crashes are unchanged, and outbound mail queued before the
 crashes is delivered once its MX comes up.
 
@@ -328,6 +328,8 @@ def test_killNineUnderLoad(tmp_path: Path, dnsServer: DNSProcess) -> None:
         sink = SMTPSink(port=mxPort).start()
         server.start()
         assert tmpFiles(server) == [], "stale tmp/ files survived the start"
+        queueTmp = server.dataDir / "queue" / "tmp"
+        assert not queueTmp.is_dir() or not any(queueTmp.iterdir()), "queue tmp/ not cleaned at start"
 
         counts = {a: checkMaildir(server.maildir(a)) for a in (ALICE, BOB)}
         wrong = []

@@ -208,11 +208,10 @@ class Driver:
             progressed = False
             producer = self.transport.producer
             if producer is not None and not self.transport.streaming:
+                # A pull producer (a message being sent): the consumer asks
+                # for more.  Push producers (the protocol itself) need no help.
                 producer.resumeProducing()
                 progressed = True
-            elif producer is not None and self.transport.producerState != "paused":
-                # A push producer registered for a reply: keep it going.
-                pass
             if any(c.getTime() <= self.clock.seconds() for c in self.clock.getDelayedCalls()):
                 self.clock.advance(0)
                 progressed = True
