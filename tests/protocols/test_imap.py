@@ -1016,3 +1016,47 @@ class RealSocketTests(unittest.TestCase):
         d.addCallback(check)
         d.addCallback(checkSession)
         return d
+
+
+class MessageSetTests(IMAPTestMixin, unittest.SynchronousTestCase):
+    """
+    Sequence and UID sets select by slicing the view: overlapping,
+    unordered and out-of-range parts still give each message once, in
+    sequence order.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        for _ in range(5):
+            deliver(self.store, ALICE, MSG2)
+        self.login()
+        self.select()
+        self.send(b"s STORE 2 +FLAGS (\\Deleted)\r\n")
+        self.send(b"x EXPUNGE\r\n")  # UIDs now 1 3 4 5
+
+    def fetched(self, command: bytes) -> list[bytes]:
+        lines = self.send(command).split(b"\r\n")
+        return [line for line in lines if line.startswith(b"* ")]
+
+    def test_sequenceSets(self) -> None:
+        """
+        C{4,1:2,2:3,9} gives 1, 2, 3 and 4 once each; C{*} is the last
+        message.
+        """
+        self.assertEqual(
+            self.fetched(b"f FETCH 4,1:2,2:3,9 UID\r\n"),
+            [b"* 1 FETCH (UID 1)", b"* 2 FETCH (UID 3)", b"* 3 FETCH (UID 4)", b"* 4 FETCH (UID 5)"],
+        )
+        self.assertEqual(self.fetched(b"f FETCH * UID\r\n"), [b"* 4 FETCH (UID 5)"])
+
+    def test_uidSets(self) -> None:
+        """
+        UID ranges find the UIDs present (2 is gone), and C{n:*} with n above
+        the highest UID still means the highest (RFC 3501 section 6.4.8).
+        """
+        self.assertEqual(
+            self.fetched(b"f UID FETCH 2:3,5,1 UID\r\n"),
+            [b"* 1 FETCH (UID 1)", b"* 2 FETCH (UID 3)", b"* 4 FETCH (UID 5)"],
+        )
+        self.assertEqual(self.fetched(b"f UID FETCH 9:* UID\r\n"), [b"* 4 FETCH (UID 5)"])
+        self.assertEqual(self.fetched(b"f UID FETCH 6:8 UID\r\n"), [])

@@ -418,7 +418,7 @@ class FetchMixin:
             selected = [(seq, m) for seq, m in selected if m.info.modSeq > request.changedSince]
         isGone = getattr(self.mbox, "isGone", None)
         skipped = 0
-        if isGone is not None:
+        if isGone is not None and self.mbox.hasGhosts():
             live = [(seq, m) for seq, m in selected if not isGone(m.info.uid)]
             skipped, selected = len(selected) - len(live), live
         self._block()  # type: ignore[attr-defined]
