@@ -219,3 +219,64 @@ def test_quota_over_smtp(fresh_server: RunningServer) -> None:
         assert (code, text[:5]) == (452, b"4.2.2"), text
     assert len(maildirFiles(fresh_server, ALICE, "fits")) == 1
     assert maildirFiles(fresh_server, ALICE, "too big") == []
+
+
+def test_aliases_catchall_and_loops(fresh_server: RunningServer) -> None:
+    """
+    Over real sockets: an alias reaches both its accounts (one file, two
+    links), an alias of an alias is followed, a catch-all takes unknown
+    local parts of its domain, and an alias loop is refused, not spun.
+    """
+    (fresh_server.configDir / "postfix-virtual.cf").write_text(
+        "team@example.test alice@example.test,bob@example.test\n"
+        "everyone@example.test team@example.test\n"
+        "loop1@example.test loop2@example.test\n"
+        "loop2@example.test loop1@example.test\n"
+        "@catchall.test alice@example.test\n"
+    )
+    fresh_server.addUser("bob@example.test", "secret")
+    fresh_server.start()
+    tok = token("alias")
+    with smtplib.SMTP("127.0.0.1", fresh_server.ports["smtp"], timeout=10) as s:
+        s.ehlo("client.test")
+        s.mail("s@remote.test")
+        assert s.rcpt("everyone@example.test")[0] == 250
+        assert s.rcpt("Whoever@CatchAll.test")[0] == 250
+        code, _ = s.rcpt("loop1@example.test")
+        assert code == 550
+        s.data(f"Subject: {tok}\r\n\r\nx\r\n".encode())
+    [alice] = maildirFiles(fresh_server, ALICE, tok)
+    [bob] = maildirFiles(fresh_server, "bob@example.test", tok)
+    assert alice.stat().st_ino == bob.stat().st_ino
+
+
+def test_pipelined_transaction_limits_and_dsn(fresh_server: RunningServer) -> None:
+    """
+    One pipelined burst over a real socket: replies come back in order,
+    the recipient limit answers 452 4.5.3, DSN parameters are accepted,
+    and a too-big SIZE is refused before any data is sent.
+    """
+    config = fresh_server.configFile.read_text()
+    fresh_server.configFile.write_text(
+        config.replace("[endpoints.", "[limits]\nrecipients = 2\nmessage_size = 100000\n\n[endpoints.", 1)
+    )
+    fresh_server.start()
+    tok = token("pipe")
+    c = session(fresh_server)
+    try:
+        c.send(
+            b"MAIL FROM:<s@remote.test> RET=HDRS ENVID=abc\r\n"
+            b"RCPT TO:<alice@example.test> NOTIFY=FAILURE ORCPT=rfc822;alice@example.test\r\n"
+            b"RCPT TO:<nobody@example.test>\r\n"
+            b"RCPT TO:<alice+x@example.test>\r\n"
+            b"RCPT TO:<alice+y@example.test>\r\n"
+            b"DATA\r\n"
+        )
+        codes = [int(c.smtpReply()[:3]) for _ in range(6)]
+        assert codes == [250, 250, 550, 250, 452, 354]
+        c.send(f"Subject: {tok}\r\n\r\nx\r\n.\r\n".encode())
+        assert c.smtpReply().startswith(b"250 ")
+        assert command(c, b"MAIL FROM:<s@remote.test> SIZE=100001") == 552
+    finally:
+        c.close()
+    assert len(maildirFiles(fresh_server, ALICE, tok)) == 1
