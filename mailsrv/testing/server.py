@@ -33,6 +33,24 @@ def freePort(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def freePorts(count: int, host: str = "127.0.0.1") -> list[int]:
+    """
+    C{count} different TCP ports that were free a moment ago.  All are held
+    at once while they are picked, so the kernel cannot hand out the same
+    one twice.
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def _loopbackOnly(extraConfig: str) -> str:
     """
     Test servers never ask the system resolver: sender authentication (on
@@ -67,7 +85,7 @@ class RunningServer(Daemon):
         self.configDir = root / "conf"
         self.configFile = root / "mailsrv.toml"
         super().__init__(root / "mailsrv.log")
-        self.ports = {name: freePort(host) for name in endpoints}
+        self.ports = dict(zip(endpoints, freePorts(len(endpoints), host)))
         self.configDir.mkdir(parents=True, exist_ok=True)
         tables = "".join(
             f'[endpoints.{name}]\nlisten = ["{host}:{port}"]\n\n' for name, port in self.ports.items()

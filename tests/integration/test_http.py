@@ -17,14 +17,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailsrv.policy.proxy import v1Header
-from mailsrv.testing.server import RunningServer, freePort
+from mailsrv.testing.server import RunningServer, freePorts
 from tests.integration.clients import clientContext, message, token
 from tests.integration.conftest import PASSWORD
 
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    ports = {"web": freePort(), "webproxy": freePort()}
+    ports = dict(zip(("web", "webproxy"), freePorts(2)))
     extra = (
         '[mta_sts]\nmode = "enforce"\nmax_age = 86400\nmx = ["mail.example.test", "*.backup.example.test"]\n\n'
         f'[endpoints.web]\nprotocol = "http"\nlisten = ["127.0.0.1:{ports["web"]}"]\n\n'

@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 
 from mailsrv.policy.proxy import v1Header, v2Header
-from mailsrv.testing.server import RunningServer, freePort
+from mailsrv.testing.server import RunningServer, freePorts
 from tests.integration.clients import Line, maildirFiles, message, token
 from tests.integration.conftest import PASSWORD
 
@@ -30,7 +30,7 @@ ENDPOINTS = {
 
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    ports = {name: freePort() for name in ENDPOINTS}
+    ports = dict(zip(ENDPOINTS, freePorts(len(ENDPOINTS))))
     tables = "".join(
         f'[endpoints.{name}]\nprotocol = "{proto}"\ntls = "{tls}"\nlisten = ["127.0.0.1:{ports[name]}"]\n'
         f'proxy_protocol = true\ntrusted_proxies = ["{trusted}"]\n\n'

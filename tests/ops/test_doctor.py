@@ -26,7 +26,7 @@ from mailsrv.config.load import loadConfig, parseConfig
 from mailsrv.http.site import mtaStsPolicyId
 from mailsrv.ops.dnsrecords import dkimKeys
 from mailsrv.ops.doctor import Status, checkCertificate
-from mailsrv.testing.server import SOURCE_ROOT, RunningServer, freePort
+from mailsrv.testing.server import RunningServer, SOURCE_ROOT, freePort, freePorts
 from tests.ops.dnszone import ZoneServer
 
 
@@ -120,13 +120,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     server.start()
 
     badConfig = root / "bad" / "mailsrv.toml"
+    smtpPort, imapsPort = freePorts(2)
     badConfig.write_text(
         '[server]\nhostname = "mail.bad.test"\ndomains = ["bad.test", "odd.test", "plus.test"]\n'
         f'data_dir = "{root / "bad" / "data"}"\nconfig_dir = "{root / "bad" / "conf"}"\n\n'
         f'[dns]\nnameservers = ["{zone.nameserver}"]\n\n'
         '[mta_sts]\nmode = "enforce"\n\n'
-        f'[endpoints.smtp]\nlisten = ["127.0.0.1:{freePort()}"]\n'
-        f'[endpoints.imaps]\nlisten = ["127.0.0.1:{freePort()}"]\n'
+        f'[endpoints.smtp]\nlisten = ["127.0.0.1:{smtpPort}"]\n'
+        f'[endpoints.imaps]\nlisten = ["127.0.0.1:{imapsPort}"]\n'
     )
     try:
         yield {"server": server, "bad": badConfig, "root": root}
