@@ -15,9 +15,18 @@ Maildir (as a migration leaves it), then over implicit TLS (C{imaps}):
 
 Standalone: C{run(host, ports, user, password)} measures a running server
 whose user already has the folder (see L{generateMaildir}); C{python -m
-bench.imap_bench} starts a mailsrv of its own and prints the JSON.  The
-client is a raw socket reader: C{imaplib} would spend more CPU parsing than
-the server spends answering.
+bench.imap_bench} starts a mailsrv of its own and prints the JSON;
+C{python -m bench.imap_bench --side-by-side} also starts the reference
+Dovecot (C{../shared/peers}), puts the same folder in its Maildir, measures
+both in turns and prints a Markdown table with the ratios.  The client is a
+raw socket reader: C{imaplib} would spend more CPU parsing than the server
+spends answering.
+
+Memory per IDLE connection: mailsrv is one process, so its RSS growth;
+Dovecot forks one C{imap} process per session, so the sum of their RSS
+(shared library pages counted once per process, as C{ps} shows them) and,
+for comparison, their PSS (shared pages divided among the sharers).  The
+TLS proxying C{imap-login} processes are reported separately.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 MESSAGES = 10_000
 IDLE = 1_000
@@ -155,6 +164,50 @@ def _rss(pid: int) -> int:
     return 0
 
 
+def _pss(pid: int) -> int:
+    """
+    The proportional set size of a process (shared pages divided among
+    the processes sharing them), 0 if unknown.
+    """
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def processMemory(pid: int) -> dict[str, int]:
+    """
+    RSS and PSS of one process (mailsrv).
+    """
+    return {"rss": _rss(pid), "pss": _pss(pid)}
+
+
+def dovecotMemory() -> dict[str, int]:
+    """
+    Summed RSS and PSS of Dovecot's C{imap} processes (one per session),
+    and the RSS of its C{imap-login} processes (which proxy TLS).
+    """
+    totals = {"rss": 0, "pss": 0, "login_rss": 0}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        if name == "imap":
+            totals["rss"] += _rss(int(entry))
+            totals["pss"] += _pss(int(entry))
+        elif name == "imap-login":
+            totals["login_rss"] += _rss(int(entry))
+    return totals
+
+
 def _login(host: str, port: int, user: str, password: str) -> IMAPConnection:
     conn = IMAPConnection(host, port)
     conn.command(b'LOGIN "%s" "%s"' % (user.encode(), password.encode()))
@@ -170,11 +223,19 @@ def run(
     pid: Optional[int] = None,
     idle: int = IDLE,
     rounds: int = 3,
+    memory: Optional[Callable[[], dict[str, int]]] = None,
 ) -> dict[str, Any]:
     """
     Measure a running server; C{user}'s INBOX must hold the large folder.
-    C{pid} (the server process) enables the memory measurement.
+    C{pid} (the server process) or C{memory} (named byte counts, C{rss}
+    first) enables the memory measurement.
     """
+    if memory is None and pid is not None:
+        serverPid = pid
+
+        def memory() -> dict[str, int]:
+            return processMemory(serverPid)
+
     port = ports["imaps"]
     result: dict[str, Any] = {}
     selects = []
@@ -205,11 +266,11 @@ def run(
         result[key] = round(statistics.median(values), 4)
     result["fetch_all_responses"] = counts["fetch_all_s"]
 
-    if pid is not None and idle:
+    if memory is not None and idle:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < idle + 100:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, idle + 1000), hard))
-        before = _rss(pid)
+        before = memory()
         idlers = []
         started = time.perf_counter()
         try:
@@ -221,24 +282,150 @@ def run(
                 assert c._line().startswith(b"+")
                 idlers.append(c)
             time.sleep(1.0)
-            after = _rss(pid)
+            after = memory()
         finally:
             for c in idlers:
                 c.close()
         result["idle_connections"] = len(idlers)
         result["idle_setup_s"] = round(time.perf_counter() - started, 2)
-        result["idle_rss_before_bytes"] = before
-        result["idle_rss_after_bytes"] = after
-        result["idle_rss_per_connection_bytes"] = (after - before) // max(len(idlers), 1)
+        for name in after:
+            result[f"idle_{name}_before_bytes"] = before[name]
+            result[f"idle_{name}_after_bytes"] = after[name]
+            result[f"idle_{name}_per_connection_bytes"] = (after[name] - before[name]) // max(len(idlers), 1)
     return result
+
+
+#: Figures of the side-by-side table: key, label, unit, scale.
+_TABLE = (
+    ("login_select_cold_s", "LOGIN+SELECT, first (cold index)", "ms", 1000),
+    ("login_select_s", "LOGIN+SELECT (connect, TLS, warm)", "ms", 1000),
+    ("fetch_all_s", "FETCH 1:* (FLAGS UID RFC822.SIZE ENVELOPE)", "ms", 1000),
+    ("uid_search_header_s", "UID SEARCH HEADER Subject x", "ms", 1000),
+    ("fetch_body_1000_s", "FETCH 1:1000 BODY.PEEK[]", "ms", 1000),
+    ("idle_rss_per_connection_bytes", "RSS per IDLE connection", "KiB", 1 / 1024),
+    ("idle_pss_per_connection_bytes", "PSS per IDLE connection", "KiB", 1 / 1024),
+    ("idle_login_rss_per_connection_bytes", "imap-login RSS per IDLE connection", "KiB", 1 / 1024),
+)
+
+
+def sideBySide(reps: int = 2, count: int = MESSAGES, idle: int = IDLE, stopPeersAfter: bool = True) -> dict[str, Any]:
+    """
+    mailsrv (C{{PLAIN}} passwords like the reference, via
+    L{bench.target.MailsrvUnderTest}) and the reference Dovecot, the same
+    C{count}-message INBOX for alice in both, measured C{reps} times in
+    alternating order; medians and mailsrv/Dovecot ratios.
+    """
+    import pwd
+    import shutil
+    import subprocess
+
+    from bench.target import PEER_MAIL_ROOT, MailsrvUnderTest, startPeers, stopPeers
+
+    peersDir = Path(__file__).resolve().parents[2] / "shared" / "peers"
+    mailsrv = MailsrvUnderTest(
+        passwordScheme="PLAIN",
+        # Inside MailsrvUnderTest's [limits] table: room for the idlers.
+        extraConfig=f"max_connections = {idle + 100}\n",
+        endpoints=("smtp", "imaps"),
+    )
+    generateMaildir(mailsrv.server.maildir("alice@example.test"), count)
+    targets: dict[str, dict[str, Any]] = {}
+    try:
+        mailsrvTarget = mailsrv.start()
+        process = mailsrv.server.process
+        assert process is not None
+        targets["mailsrv"] = {"target": mailsrvTarget, "memory": lambda: processMemory(process.pid)}
+        # Start the daemons with their output in a file first: a Dovecot
+        # started under startPeers' captured pipes keeps them open, and
+        # startPeers then waits for its 900 s timeout; once running,
+        # startPeers only reloads them and describes the target.
+        with open(PEER_MAIL_ROOT.parent / "log" / "imap-bench-start.log", "ab") as log:
+            subprocess.run(["bash", str(peersDir / "start.sh")], stdout=log, stderr=log, stdin=subprocess.DEVNULL, check=True, timeout=900)
+        reference = startPeers(peersDir)
+        alice = PEER_MAIL_ROOT / "example.test" / "alice"
+        shutil.rmtree(alice, ignore_errors=True)
+        generateMaildir(alice, count)
+        vmail = pwd.getpwnam("vmail")
+        subprocess.run(["chown", "-R", f"{vmail.pw_uid}:{vmail.pw_gid}", str(alice)], check=True)
+        targets["dovecot"] = {"target": reference, "memory": dovecotMemory}
+        runs: dict[str, list[dict[str, Any]]] = {"mailsrv": [], "dovecot": []}
+        for rep in range(reps):
+            order = ["mailsrv", "dovecot"] if rep % 2 == 0 else ["dovecot", "mailsrv"]
+            for name in order:
+                t = targets[name]["target"]
+                started = time.perf_counter()
+                runs[name].append(
+                    run(t.host, dict(t.ports), t.user, t.password, idle=idle, memory=targets[name]["memory"])
+                )
+                print(f"rep {rep + 1}/{reps} {name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    finally:
+        mailsrv.stop()
+        if stopPeersAfter:
+            stopPeers(peersDir)
+    dovecotVersion = subprocess.run(["dovecot", "--version"], capture_output=True, text=True).stdout.strip()
+    import twisted
+
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "messages": count,
+        "idle": idle,
+        "reps": reps,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+            "twisted": twisted.__version__,
+            "dovecot": dovecotVersion,
+            "loadavg": os.getloadavg(),
+        },
+        "runs": runs,
+        "rows": [],
+    }
+    for key, label, unit, scale in _TABLE:
+        values = {name: [r[key] for r in results if key in r] for name, results in runs.items()}
+        m = statistics.median(values["mailsrv"]) * scale if values["mailsrv"] else None
+        d = statistics.median(values["dovecot"]) * scale if values["dovecot"] else None
+        ratio = m / d if m is not None and d else None
+        report["rows"].append({"figure": label, "unit": unit, "mailsrv": m, "dovecot": d, "ratio": ratio, "raw": values})
+    return report
+
+
+def markdownTable(report: dict[str, Any]) -> str:
+    """
+    The side-by-side rows as a Markdown table.
+    """
+
+    def cell(value: Optional[float]) -> str:
+        return "—" if value is None else f"{value:.4g}"
+
+    lines = [
+        "| figure | unit | mailsrv | Dovecot | ratio m/D |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        ratio = "—" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        lines.append(f"| {row['figure']} | {row['unit']} | {cell(row['mailsrv'])} | {cell(row['dovecot'])} | {ratio} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     """
     Start a mailsrv of our own on loopback, fill the folder, measure, print
-    JSON (with the machine it ran on).
+    JSON (with the machine it ran on); with C{--side-by-side [--reps N]},
+    the comparison with the reference Dovecot (see L{sideBySide}).
     """
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    if "--side-by-side" in sys.argv:
+        reps = int(sys.argv[sys.argv.index("--reps") + 1]) if "--reps" in sys.argv else 2
+        count = int(os.environ.get("IMAP_BENCH_MESSAGES", MESSAGES))
+        idle = int(os.environ.get("IMAP_BENCH_IDLE", IDLE))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * idle + 1000)), hard))
+        report = sideBySide(reps=reps, count=count, idle=idle)
+        print(json.dumps(report, indent=2, default=str))
+        print(markdownTable(report))
+        return
     from mailsrv.testing.server import RunningServer
 
     count = int(os.environ.get("IMAP_BENCH_MESSAGES", MESSAGES))

@@ -215,8 +215,9 @@ def test_updatesBeforeTaggedReply(imapServer: RunningServer) -> None:
     user = "fay@example.test"
     first = stdlib(imapServer, user)
     other = stdlib(imapServer, user)
-    for i in range(3):
-        other.append("INBOX", None, None, message(token(f"update{i}")))
+    subjects = [token(f"update{i}") for i in range(3)]
+    for subject in subjects:
+        other.append("INBOX", None, None, message(subject))
     assert first.select("INBOX")[1] == [b"3"]
     first.response("EXISTS")  # imaplib keeps SELECT's EXISTS until read
     other.select("INBOX")
@@ -240,6 +241,11 @@ def test_updatesBeforeTaggedReply(imapServer: RunningServer) -> None:
     assert first.response("EXPUNGE") == ("EXPUNGE", [b"1"])
     typ, data = first.fetch("1", "(UID)")
     assert data == [b"1 (UID 2)"], data
+    # Header searches answered from the index agree with sequence numbers
+    # after the EXPUNGE.
+    assert first.uid("SEARCH", "HEADER", "Subject", subjects[2].upper())[1] == [b"3"]
+    assert first.search(None, "SUBJECT", subjects[1])[1] == [b"1"]
+    assert first.search(None, "SUBJECT", subjects[0])[1] == [b""]
     first.logout()
     other.logout()
 

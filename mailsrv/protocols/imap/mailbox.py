@@ -431,6 +431,12 @@ class IMAPMailbox:
 
         return maybeDeferred(self.folder.transfer, wanted, target.folder, move).addCallback(done)
 
+    def infos(self) -> list[MessageInfo]:
+        """
+        The session's view, in sequence order (a copy).
+        """
+        return list(self._infos)
+
     def info(self, seq: int) -> MessageInfo:
         """
         The session's view of message C{seq}.

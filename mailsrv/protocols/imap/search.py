@@ -79,6 +79,51 @@ def _copyQuery(query: list[Any]) -> list[Any]:
     return [_copyQuery(item) if isinstance(item, list) else item for item in query]
 
 
+#: Search keys that name one header field.
+_FIELD_KEYS = {b"BCC": "bcc", b"CC": "cc", b"FROM": "from", b"TO": "to", b"SUBJECT": "subject"}
+
+
+def _singleHeaderTerm(query: list[Any]) -> Optional[tuple[str, str]]:
+    """
+    C{(field, text)} if the whole query is one header key (C{SUBJECT x},
+    C{HEADER Subject x}), else L{None}.
+    """
+    if len(query) == 2 and isinstance(query[0], bytes) and isinstance(query[1], bytes):
+        field = _FIELD_KEYS.get(query[0].upper())
+        if field is not None:
+            return field, _text(query[1])
+    if (
+        len(query) == 3
+        and all(isinstance(item, bytes) for item in query)
+        and query[0].upper() == b"HEADER"
+    ):
+        return _text(query[1]).lower(), _text(query[2])
+    return None
+
+
+#: Lower-case decoded text of a header field by its raw bytes, for SEARCH:
+#: decoding costs more than the comparison.  Bounded: cleared when full.
+_fieldTextMemo: dict[bytes, str] = {}
+MAX_FIELD_MEMO = 200_000
+
+
+def _fieldText(summary: Any, field: str) -> Optional[str]:
+    """
+    The first C{field} of an index entry as lower-case text with RFC 2047
+    words decoded, or L{None} if the message has no such field.
+    """
+    for name, raw in summary.fields:
+        if name == field:
+            text = _fieldTextMemo.get(raw)
+            if text is None:
+                if len(_fieldTextMemo) >= MAX_FIELD_MEMO:
+                    _fieldTextMemo.clear()
+                value = headerValueText(raw.split(b":", 1)[1] if b":" in raw else b"")
+                text = _fieldTextMemo[raw] = _decodedHeader(value).lower()
+            return text
+    return None
+
+
 def _searchDate(value: Any) -> datetime.date:
     """
     A search key date (C{1-Feb-2024}).
@@ -135,14 +180,48 @@ class SearchMixin:
                 self.sendNegativeResponse(tag, b"[NOMODSEQ] No MODSEQ in this mailbox")  # type: ignore[attr-defined]
                 return
             self._enableCondstore()  # type: ignore[attr-defined]
-        messages = self.mbox.fetch(parseIdList(b"1:*"), False)
         folder = getattr(self.mbox, "folder", None)
         index = IIndexedFolder(folder, None) if folder is not None else None
+        term = _singleHeaderTerm(query)
+        infos = getattr(self.mbox, "infos", None)
+        if (
+            term is not None
+            and index is not None
+            and infos is not None
+            and term[0] in getattr(folder, "indexedFields", ())
+        ):
+            self._block()  # type: ignore[attr-defined]
+            d = Deferred.fromCoroutine(self._searchHeader(infos(), term[0], term[1], uid, index))
+            d.addCallbacks(self._searched, self._searchFailed, (tag,), None, (tag, query), None)
+            return
+        messages = self.mbox.fetch(parseIdList(b"1:*"), False)
         self._block()  # type: ignore[attr-defined]
         d = Deferred.fromCoroutine(
             self._search(messages, query, uid, index if words & _HEADER_KEYS else None, usesModSeq)
         )
         d.addCallbacks(self._searched, self._searchFailed, (tag,), None, (tag, query), None)
+
+    async def _searchHeader(self, infos: list[Any], field: str, needle: str, uid: int, index: Any) -> bytes:
+        """
+        A query of one header key on an indexed field (the usual client
+        search, C{SUBJECT x} or C{HEADER Subject x}): straight over the
+        index entries, without a message object or the generic evaluator
+        per message.
+        """
+        needle = needle.lower()
+        isGone = self.mbox.isGone if self.mbox.hasGhosts() else None
+        found = []
+        for start in range(0, len(infos), _SUMMARY_BATCH):
+            batch = infos[start : start + _SUMMARY_BATCH]
+            summaries = await index.summaries([info.uid for info in batch])
+            for seq, info in enumerate(batch, start + 1):
+                summary = summaries.get(info.uid)
+                if summary is None or (isGone is not None and isGone(info.uid)):
+                    continue  # expunged by another session
+                text = _fieldText(summary, field)
+                if text is not None and needle in text:
+                    found.append(b"%d" % (info.uid if uid else seq,))
+        return b" ".join([b"SEARCH"] + found)
 
     async def _search(
         self, messages: list[Any], query: list[Any], uid: int, index: Any, usesModSeq: bool
