@@ -27,6 +27,7 @@ project's notes on it), this class:
 from __future__ import annotations
 
 import base64
+import functools
 from typing import Any, Callable, Optional
 
 from twisted.cred.error import UnauthorizedLogin
@@ -46,7 +47,7 @@ from zope.interface import implementer
 
 from mailsrv.auth import sasl
 from mailsrv.config.schema import LimitsConfig
-from mailsrv.envelope import Address, Envelope, Session
+from mailsrv.envelope import Envelope, Session
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IAuthenticatedUser, IConnectionPolicy, IDelivery, IDeliveryTarget
 from mailsrv.policy.endpoint import EndpointPolicy
@@ -802,43 +803,18 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
 class SMTPFactory(protocol.ServerFactory):
     """
-    Builds L{SMTPServer}s for one endpoint.
+    Builds L{SMTPServer}s for one endpoint; takes the same arguments as
+    L{SMTPServer} and hands them to every connection.
     """
 
     # The service logs each endpoint once at start; Twisted's per-factory
     # start/stop lines would only repeat it.
     noisy = False
 
-    def __init__(
-        self,
-        policy: EndpointPolicy,
-        portal: Portal,
-        target: IDeliveryTarget,
-        tls: Optional[IOpenSSLServerConnectionCreator],
-        hostname: str,
-        limits: LimitsConfig,
-        clock: IReactorTime,
-        limiter: Optional[ConnectionLimiter] = None,
-    ) -> None:
-        self.policy = policy
-        self.portal = portal
-        self.target = target
-        self.tls = tls
-        self.hostname = hostname
-        self.limits = limits
-        self.clock = clock
-        self.limiter = limiter
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._newServer = functools.partial(SMTPServer, *args, **kwargs)
 
     def buildProtocol(self, addr: Any) -> SMTPServer:
-        p = SMTPServer(
-            self.policy,
-            self.portal,
-            self.target,
-            self.tls,
-            self.hostname,
-            self.limits,
-            self.clock,
-            limiter=self.limiter,
-        )
+        p = self._newServer()
         p.factory = self
         return p
