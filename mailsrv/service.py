@@ -46,12 +46,13 @@ from mailsrv.pipeline.submission import SubmissionModifier
 from mailsrv.queue.service import OutboundService
 from mailsrv.policy.sender import OwnedSenderPolicy
 from mailsrv.policy.endpoint import EndpointPolicy, Protocol, TLSMode
-from mailsrv.policy.limits import ConnectionLimiter
+from mailsrv.policy.deadline import SessionTimeouts
+from mailsrv.policy.limits import ConnectionLimiter, UserAddressLimiter
 from mailsrv.policy.proxy import ProxyProtocolFactory, parseNetworks
 from mailsrv.ops.reload import ReloadService, Reloader, pidfilePath
 from mailsrv.protocols.imap.account import accountFactory
 from mailsrv.protocols.imap.server import IMAPFactory
-from mailsrv.protocols.pop3.server import IPOP3Maildrop, POP3Factory, maildropFactory
+from mailsrv.protocols.pop3.server import IPOP3Maildrop, POP3Factory, POP3Limits, maildropFactory
 from mailsrv.protocols.smtp.server import SMTPFactory
 from mailsrv.storage.maildir import MaildirStore
 from mailsrv.storage.quota import FileQuota, maildirUsage
@@ -121,6 +122,17 @@ class MailService(MultiService):
         self.smtpConnections = ConnectionLimiter(
             limits.maxConnections, limits.maxConnectionsPerIP, limits.connectionLimitExceptions
         )
+        # Likewise one count for all IMAP and one for all POP3 endpoints (as
+        # Dovecot's imap and pop3 services), and per protocol one count of
+        # logged-in sessions per account and client address.
+        self.imapConnections = ConnectionLimiter(
+            limits.imapMaxConnections, limits.imapMaxConnectionsPerIP, limits.connectionLimitExceptions
+        )
+        self.pop3Connections = ConnectionLimiter(
+            limits.pop3MaxConnections, limits.pop3MaxConnectionsPerIP, limits.connectionLimitExceptions
+        )
+        self.imapUserAddresses = UserAddressLimiter(limits.maxConnectionsPerUserIP)
+        self.pop3UserAddresses = UserAddressLimiter(limits.maxConnectionsPerUserIP)
         submission = config.submission
         self.outbound = OutboundService(config, reactor)
         self.outbound.setServiceParent(self)
@@ -191,15 +203,38 @@ class MailService(MultiService):
                 self.reactor,
                 limiter=self.smtpConnections,
             )
+        limits = self.config.limits
         if policy.protocol is Protocol.POP3:
-            return POP3Factory(policy, self.portal, tls, hostname, clock=self.reactor)
+            return POP3Factory(
+                policy,
+                self.portal,
+                tls,
+                hostname,
+                clock=self.reactor,
+                limits=POP3Limits(
+                    loginTimeout=limits.loginTimeout,
+                    idleTimeout=limits.pop3IdleTimeout,
+                    commandTimeout=limits.commandTimeout,
+                ),
+                connections=self.pop3Connections,
+                userAddresses=self.pop3UserAddresses,
+            )
         return IMAPFactory(
             policy,
             self.portal,
             tls,
             hostname,
             clock=self.reactor,
-            maxMessageSize=self.config.limits.messageSize,
+            maxMessageSize=limits.messageSize,
+            timeouts=SessionTimeouts(
+                login=limits.loginTimeout,
+                idle=limits.imapIdleTimeout,
+                command=limits.commandTimeout,
+                data=limits.dataTimeout,
+                minDataRate=limits.minDataRate,
+            ),
+            connections=self.imapConnections,
+            userAddresses=self.imapUserAddresses,
         )
 
     def _warnIfInsecure(self, policy: EndpointPolicy) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from mailsrv.policy.limits import ConnectionLimiter
+from mailsrv.policy.limits import ConnectionLimiter, UserAddressLimiter
 from tests.protocols.smtphelpers import SMTPHarness
 
 
@@ -43,3 +43,21 @@ class SMTPConnectionLimitTests(SynchronousTestCase):
         self.assertEqual(limiter.active, 1)
         first.server.connectionLost(None)
         self.assertTrue(SMTPHarness(limiter=limiter).transport.value().startswith(b"220 "))
+
+
+def test_userAddressLimiter() -> None:
+    """
+    Sessions are counted per (account, address), the account without
+    regard to case, and there are no exempt networks; 0 means no limit.
+    """
+    limiter = UserAddressLimiter(2)
+    assert limiter.acquire("alice@example.test", "127.0.0.1")
+    assert limiter.acquire("Alice@Example.test", "127.0.0.1")
+    assert not limiter.acquire("alice@example.test", "127.0.0.1")
+    assert limiter.acquire("alice@example.test", "127.0.0.2")
+    assert limiter.acquire("bob@example.test", "127.0.0.1")
+    limiter.release("alice@example.test", "127.0.0.1")
+    assert limiter.count("alice@example.test", "127.0.0.1") == 1
+    assert limiter.acquire("alice@example.test", "127.0.0.1")
+    unlimited = UserAddressLimiter(0)
+    assert all(unlimited.acquire("a@example.test", "192.0.2.1") for _ in range(100))

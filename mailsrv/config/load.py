@@ -208,12 +208,27 @@ def _limits(t: _Table) -> LimitsConfig:
         recipients=t.take("recipients", int, d.recipients, _positive),
         commandTimeout=float(t.take("command_timeout", (int, float), d.commandTimeout, _positive)),
         dataTimeout=float(t.take("data_timeout", (int, float), d.dataTimeout, _positive)),
+        minDataRate=t.take("min_data_rate", int, d.minDataRate, _positive),
         maxErrors=t.take("max_errors", int, d.maxErrors, _positive),
         maxConnections=t.take("max_connections", int, d.maxConnections, _positive),
         maxConnectionsPerIP=t.take("max_connections_per_ip", int, d.maxConnectionsPerIP, _positive),
+        imapMaxConnections=t.take("imap_max_connections", int, d.imapMaxConnections, _positive),
+        imapMaxConnectionsPerIP=t.take(
+            "imap_max_connections_per_ip", int, d.imapMaxConnectionsPerIP, _positive
+        ),
+        pop3MaxConnections=t.take("pop3_max_connections", int, d.pop3MaxConnections, _positive),
+        pop3MaxConnectionsPerIP=t.take(
+            "pop3_max_connections_per_ip", int, d.pop3MaxConnectionsPerIP, _positive
+        ),
         connectionLimitExceptions=t.take(
             "connection_limit_exceptions", list, d.connectionLimitExceptions, _stringList(_network)
         ),
+        maxConnectionsPerUserIP=t.take(
+            "max_connections_per_user_ip", int, d.maxConnectionsPerUserIP, _nonNegative
+        ),
+        loginTimeout=float(t.take("login_timeout", (int, float), d.loginTimeout, _positive)),
+        imapIdleTimeout=float(t.take("imap_idle_timeout", (int, float), d.imapIdleTimeout, _positive)),
+        pop3IdleTimeout=float(t.take("pop3_idle_timeout", (int, float), d.pop3IdleTimeout, _positive)),
     )
     t.finish()
     return limits

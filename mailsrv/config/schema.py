@@ -61,13 +61,39 @@ class LimitsConfig:
 
     messageSize: int = 25 * 1024 * 1024
     recipients: int = 100
+    # Seconds a command line may take in every protocol, from the end of
+    # the previous reply in SMTP (Postfix's smtpd_timeout with
+    # smtpd_per_request_deadline) and from its first octet in IMAP and POP3.
     commandTimeout: float = 300.0
+    # Seconds DATA, BDAT and IMAP literals may stall; with minDataRate
+    # (octets a second, Postfix's smtpd_min_data_rate) the deadline moves
+    # on as data arrives, so slow links still get big messages through.
     dataTimeout: float = 600.0
+    minDataRate: int = 500
     maxErrors: int = 20
+    # SMTP connections (all SMTP and submission endpoints together).
     maxConnections: int = 1000
     maxConnectionsPerIP: int = 20
-    # Clients exempt from the per-IP limit (Postfix exempts $mynetworks).
+    # IMAP and POP3 connections (Dovecot's process_limit x client_limit).
+    # Per IP more than SMTP: a NAT'd office runs several clients, each
+    # with several IMAP connections.
+    imapMaxConnections: int = 1000
+    imapMaxConnectionsPerIP: int = 100
+    pop3MaxConnections: int = 1000
+    pop3MaxConnectionsPerIP: int = 100
+    # Clients exempt from the per-IP limits (Postfix exempts $mynetworks).
     connectionLimitExceptions: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # Logged-in IMAP (and, separately, POP3) sessions per account and
+    # client address, loopback included (Dovecot's
+    # mail_max_userip_connections); 0 for no limit.
+    maxConnectionsPerUserIP: int = 10
+    # IMAP and POP3: seconds from connect to a successful login, however
+    # busy the client is meanwhile (Dovecot's 3 minutes).
+    loginTimeout: float = 180.0
+    # Seconds of silence after login: RFC 3501 section 5.4 asks for at
+    # least 30 minutes, RFC 1939 section 3 for at least 10.
+    imapIdleTimeout: float = 1800.0
+    pop3IdleTimeout: float = 600.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,14 @@
 # -*- test-case-name: tests.test_policy_limits -*-
 """
 Connection counting: a cap on simultaneous connections overall and per
-client address, so that one client cannot take every slot.
+client address, so that one client cannot take every slot
+(L{ConnectionLimiter}, one per protocol), and a cap on logged-in sessions
+per account and client address (L{UserAddressLimiter}, Dovecot's
+C{mail_max_userip_connections}).
+
+The address counted is the one the protocol sees in C{connectionMade}: on a
+PROXY protocol endpoint that is the client's address from the header, since
+L{mailsrv.policy.proxy} connects the protocol only once it is parsed.
 """
 
 from __future__ import annotations
@@ -48,3 +55,39 @@ class ConnectionLimiter:
         self._perAddress[address] -= 1
         if self._perAddress[address] <= 0:
             del self._perAddress[address]
+
+
+class UserAddressLimiter:
+    """
+    Counts logged-in sessions per (account, client address).  Unlike
+    L{ConnectionLimiter} there are no exempt networks: like Dovecot's
+    C{mail_max_userip_connections} it applies to loopback too (a webmail on
+    the same machine is one client address for all its users, but each
+    user's own sessions are still capped).
+
+    @ivar maxPerUserAddress: sessions allowed per pair; 0 for no limit.
+    """
+
+    def __init__(self, maxPerUserAddress: int) -> None:
+        self.maxPerUserAddress = maxPerUserAddress
+        self._sessions: Counter[tuple[str, str]] = Counter()
+
+    def acquire(self, account: str, address: str) -> bool:
+        """
+        Count a session of C{account} from C{address}; L{False} (and
+        nothing counted) when the pair already has the maximum.
+        """
+        key = (account.lower(), address)
+        if self.maxPerUserAddress and self._sessions[key] >= self.maxPerUserAddress:
+            return False
+        self._sessions[key] += 1
+        return True
+
+    def release(self, account: str, address: str) -> None:
+        key = (account.lower(), address)
+        self._sessions[key] -= 1
+        if self._sessions[key] <= 0:
+            del self._sessions[key]
+
+    def count(self, account: str, address: str) -> int:
+        return self._sessions.get((account.lower(), address), 0)

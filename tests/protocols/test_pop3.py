@@ -169,6 +169,8 @@ class POP3TestMixin:
             HOSTNAME,
             clock=self.clock,
             limits=kw.pop("limits", self.limits),
+            connections=kw.pop("connections", None),
+            userAddresses=kw.pop("userAddresses", None),
         )
 
     def connect(
@@ -338,7 +340,7 @@ class TLSGateTests(POP3TestMixin, unittest.SynchronousTestCase):
         """
         protocol, transport = self.connect()
         self.assertEqual(self.send(protocol, transport, b"PASS secret\r\n"), PLAINTEXT_REFUSED)
-        self.assertEqual(self.clock.getDelayedCalls()[0].getTime(), 60.0)
+        self.assertEqual(self.clock.getDelayedCalls()[0].getTime(), POP3Limits().loginTimeout)
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
 
     def test_authRefusedBeforeSTLS(self) -> None:
@@ -482,7 +484,7 @@ class AuthenticationTests(POP3TestMixin, unittest.SynchronousTestCase):
         self.assertEqual(
             self.send(protocol, transport, b"*\r\n"), b"-ERR Authentication aborted by client.\r\n"
         )
-        self.assertEqual(self.clock.getDelayedCalls()[0].getTime(), 60.0)
+        self.assertEqual(self.clock.getDelayedCalls()[0].getTime(), POP3Limits().loginTimeout)
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         out = self.send(protocol, transport, b"AUTH PLAIN " + plainResponse(ALICE, "secret") + b"\r\n")
         self.assertEqual(out, b"+OK Logged in.\r\n")
@@ -1106,15 +1108,17 @@ class LimitTests(POP3TestMixin, unittest.SynchronousTestCase):
 
     def test_loginTimeout(self) -> None:
         """
-        Before login a minute of silence ends the session.
+        Before login the client has three minutes to log in, however busy
+        it keeps the connection: commands do not restart the timer.
         """
         protocol, transport = self.connect()
-        self.clock.advance(30)
-        self.send(protocol, transport, b"CAPA\r\n")
-        self.clock.advance(59)
+        for _ in range(5):
+            self.clock.advance(35)
+            self.assertIn(b"+OK", self.send(protocol, transport, b"CAPA\r\n"))
+        self.clock.advance(4)
         self.assertFalse(transport.disconnecting)
         self.clock.advance(1)
-        self.assertEqual(transport.value(), b"-ERR Disconnected for inactivity.\r\n")
+        self.assertEqual(transport.value(), b"-ERR Disconnected: login not completed in time.\r\n")
         self.assertTrue(transport.disconnecting)
 
     def test_idleTimeoutAfterLogin(self) -> None:

@@ -25,6 +25,9 @@ TWISTED-NOTES section 2 found broken:
  - SELECT reports UIDNEXT, PERMANENTFLAGS and UNSEEN; mailbox errors map to
    RFC 5530 response codes;
  - the clock (timeouts, auth delay, FETCH scheduling) is injected;
+ - connection caps, the per account and address session cap and the
+   timers (login deadline, idle, command line and literal deadlines) live
+   in L{mailsrv.protocols.imap.limits};
  - LITERAL+ (RFC 7888): C{{n+}} literals get no continuation request; one
    over its limit (the message size for APPEND, 4096 octets elsewhere) is
    never read into memory: the client gets C{BAD [TOOBIG]} and the
@@ -71,10 +74,13 @@ from zope.interface import implementer
 from mailsrv.auth.sasl import PlainChallenge, SASLError, decodeResponse
 from mailsrv.envelope import Session
 from mailsrv.errors import MailError
+from mailsrv.policy.deadline import SessionTimeouts
 from mailsrv.policy.endpoint import EndpointPolicy
+from mailsrv.policy.limits import ConnectionLimiter, UserAddressLimiter
 from mailsrv.protocols.imap.account import MailboxError, _storeError
 from mailsrv.protocols.imap.extensions import ExtensionsMixin
 from mailsrv.protocols.imap.fetch import FetchMixin
+from mailsrv.protocols.imap.limits import LimitsMixin
 from mailsrv.protocols.imap.mailbox import SYSTEM_FLAGS, parseAppendDate
 from mailsrv.protocols.imap.search import SearchMixin
 from mailsrv.tls import negotiatedTLS
@@ -115,7 +121,7 @@ def _looksLikeTag(token: bytes) -> bool:
 
 
 @implementer(IHandshakeListener)
-class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
+class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Server):
     """
     One IMAP connection on one endpoint.
 
@@ -141,6 +147,9 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         maxMessageSize: int = DEFAULT_MAX_MESSAGE_SIZE,
         maxAuthFailures: int = 3,
         authFailureDelay: float = 1.0,
+        timeouts: SessionTimeouts = SessionTimeouts(),
+        connections: Optional[ConnectionLimiter] = None,
+        userAddresses: Optional[UserAddressLimiter] = None,
     ) -> None:
         super().__init__(
             chal={b"PLAIN": PlainChallenge},
@@ -153,6 +162,7 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
         self.IDENT = hostname.encode("ascii", "replace") + b" IMAP4rev1 ready"
         self._clock = clock
         self.callLater = clock.callLater  # TimeoutMixin
+        self._initLimits(clock, timeouts, connections, userAddresses)
         self.maxMessageSize = maxMessageSize
         self.maxAuthFailures = maxAuthFailures
         self.authFailureDelay = authFailureDelay
@@ -579,11 +589,14 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, IMAP4Server):
 
     def _cbLogin(self, result: tuple[Any, Any, Any], tag: bytes, user: bytes, method: str) -> None:
         interface, avatar, logout = result
+        account = getattr(avatar, "account", None) or user.decode("utf-8", "replace")
+        if not self._admitSession(tag, account):
+            logout()
+            return
         self.account = avatar
         self._onLogout = logout
         self.state = "auth"
         self.setTimeout(self.POSTAUTH_TIMEOUT)
-        account = getattr(avatar, "account", None) or user.decode("utf-8", "replace")
         if self.session is not None:
             self.session.authenticatedAs = account
         self.log.info(
@@ -924,6 +937,11 @@ class IMAPFactory(ServerFactory):
     @ivar tls: the shared TLS creator, used by STARTTLS where the policy
         offers it (implicit-TLS endpoints are wrapped by the service builder
         in a C{TLSMemoryBIOFactory} with the same creator).
+    @ivar timeouts: the login, idle, command and literal timers.
+    @ivar connections: counts connections of all IMAP endpoints (total and
+        per client address); L{None} for no cap.
+    @ivar userAddresses: counts logged-in sessions per account and client
+        address; L{None} for no cap.
     """
 
     # The service logs each endpoint once at start; Twisted's per-factory
@@ -943,6 +961,9 @@ class IMAPFactory(ServerFactory):
         maxMessageSize: int = DEFAULT_MAX_MESSAGE_SIZE,
         maxAuthFailures: int = 3,
         authFailureDelay: float = 1.0,
+        timeouts: SessionTimeouts = SessionTimeouts(),
+        connections: Optional[ConnectionLimiter] = None,
+        userAddresses: Optional[UserAddressLimiter] = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as clock  # type: ignore[no-redef]
@@ -954,6 +975,10 @@ class IMAPFactory(ServerFactory):
         self.maxMessageSize = maxMessageSize
         self.maxAuthFailures = maxAuthFailures
         self.authFailureDelay = authFailureDelay
+        self.timeouts = timeouts
+        # Shared by every IMAP endpoint (the service builds one of each).
+        self.connections = connections
+        self.userAddresses = userAddresses
         if policy.offersStartTLS(False) and tls is None:
             self.log.warn(
                 "IMAP endpoint {endpoint} wants STARTTLS but has no TLS creator: "
@@ -971,6 +996,9 @@ class IMAPFactory(ServerFactory):
             maxMessageSize=self.maxMessageSize,
             maxAuthFailures=self.maxAuthFailures,
             authFailureDelay=self.authFailureDelay,
+            timeouts=self.timeouts,
+            connections=self.connections,
+            userAddresses=self.userAddresses,
         )
         p.factory = self
         return p

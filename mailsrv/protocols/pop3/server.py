@@ -19,6 +19,13 @@ most of it, so this is a small protocol of its own:
  - DELE only marks; the marked messages are expunged in the UPDATE state
    after QUIT, and QUIT is answered only once that is durable.  A connection
    that drops without QUIT changes nothing.
+ - Timers: before login the whole login must be done within
+   C{loginTimeout} however busy the client keeps the connection (Dovecot's
+   login timeout); after it, C{idleTimeout} of silence ends the session;
+   and in both states a command line must be complete within
+   C{commandTimeout} of its first octet (L{InputDeadline}), so a client
+   sending a byte every few seconds is closed.  An account may have at most
+   C{maxConnectionsPerUserIP} sessions from one address.
  - Messages are streamed by L{MessageProducer}, byte-stuffed across chunk
    boundaries.  Between messages the server itself is the transport's push
    producer: while the write buffer is full (a client that pipelines
@@ -59,7 +66,9 @@ from mailsrv.auth.sasl import SASLError, SASLExchange, decodeResponse, encodeCha
 from mailsrv.envelope import Session
 from mailsrv.errors import MailError
 from mailsrv.interfaces import MessageInfo
+from mailsrv.policy.deadline import InputDeadline
 from mailsrv.policy.endpoint import EndpointPolicy
+from mailsrv.policy.limits import ConnectionLimiter, UserAddressLimiter
 from mailsrv.protocols.pop3.encoder import CHUNK_SIZE, MessageProducer
 from mailsrv.protocols.pop3.maildrop import IPOP3Maildrop, maildropFactory
 from mailsrv.tls import negotiatedTLS
@@ -74,10 +83,12 @@ class POP3Limits:
     """
     Tunables of a POP3 endpoint.
 
-    @ivar loginTimeout: seconds of silence allowed before login (Dovecot
-        drops unauthenticated clients quickly; a login takes one round trip).
+    @ivar loginTimeout: seconds from connect within which the client must
+        have logged in, whatever it sends meanwhile (Dovecot: 3 minutes).
     @ivar idleTimeout: seconds of silence allowed after login (RFC 1939
         section 3 asks for at least 10 minutes).
+    @ivar commandTimeout: seconds a command line may take from its first
+        octet to its end.
     @ivar failureDelay: seconds before a failed login is answered, the same
         for an unknown user and a wrong password, to slow down guessing.
     @ivar maxAuthFailures: failed logins after which the connection is closed.
@@ -91,8 +102,9 @@ class POP3Limits:
         command is still being handled.
     """
 
-    loginTimeout: float = 60.0
+    loginTimeout: float = 180.0
     idleTimeout: float = 600.0
+    commandTimeout: float = 300.0
     failureDelay: float = 1.0
     maxAuthFailures: int = 3
     maxBadCommands: int = 10
@@ -129,6 +141,12 @@ ERR_AUTH_ABORTED = b"-ERR Authentication aborted by client."
 ERR_IN_USE = b"-ERR [IN-USE] Mailbox is locked by another POP3 session."
 ERR_TEMP = b"-ERR [SYS/TEMP] Temporary server failure, try again later."
 ERR_IDLE = b"-ERR Disconnected for inactivity."
+ERR_LOGIN_TIMEOUT = b"-ERR Disconnected: login not completed in time."
+ERR_COMMAND_TIMEOUT = b"-ERR Disconnected: command not completed in time."
+ERR_TOO_MANY_CONNECTIONS = b"-ERR [SYS/TEMP] Too many connections, try again later."
+# Dovecot's text and response code (RFC 2449 IN-USE) for its
+# mail_max_userip_connections.
+ERR_USER_IP = b"-ERR [IN-USE] Maximum number of connections from user+IP exceeded (max_connections_per_user_ip=%d)"
 
 
 @implementer(IHandshakeListener, IPushProducer)
@@ -150,6 +168,8 @@ class POP3Server(Protocol):
         hostname: str,
         clock: IReactorTime,
         limits: POP3Limits = POP3Limits(),
+        connections: Optional[ConnectionLimiter] = None,
+        userAddresses: Optional[UserAddressLimiter] = None,
     ) -> None:
         self._policy = policy
         self._portal = portal
@@ -173,6 +193,18 @@ class POP3Server(Protocol):
         self._idleCall: Optional[IDelayedCall] = None
         self._idleTimeout = limits.loginTimeout
         self._waiting: Optional[Deferred[Any]] = None
+        self._connections = connections
+        self._counted = False
+        self._userAddresses = userAddresses
+        self._userAddress: Optional[tuple[str, str]] = None
+        self._inputDeadline = InputDeadline(
+            clock,
+            limits.commandTimeout,
+            limits.commandTimeout,
+            1.0,
+            self._commandTimedOut,
+            paused=lambda: self._readPaused,
+        )
 
         # AUTHORIZATION
         self._user: Optional[bytes] = None
@@ -201,6 +233,13 @@ class POP3Server(Protocol):
         # TLSMemoryBIOFactory: TLS is on from the first byte and STLS must
         # never be offered (nested TLS would hang the session).
         self._tlsActive = self._policy.implicitTLS or ISSLTransport.providedBy(self.transport)
+        if self._connections is not None:
+            if not self._connections.acquire(self.session.peerHost):
+                self._info("POP3 connection from {peer} on {endpoint} refused: connection limit")
+                self._reply(ERR_TOO_MANY_CONNECTIONS)
+                self._close()
+                return
+            self._counted = True
         self._info(
             "POP3 connection from {peer} on {endpoint}",
             peer=f"{self.session.peerHost}:{self.session.peerPort}",
@@ -243,6 +282,11 @@ class POP3Server(Protocol):
         self._connected = False
         self._closing = True
         self._cancelIdle()
+        self._inputDeadline.stop()
+        if self._counted and self._connections is not None and self.session is not None:
+            self._counted = False
+            self._connections.release(self.session.peerHost)
+        self._releaseUserAddress()
         if self._waiting is not None:
             self._waiting.cancel()
         if self._producer is not None:
@@ -275,6 +319,8 @@ class POP3Server(Protocol):
         self._idleCall = self._clock.callLater(seconds, self._timedOut)
 
     def _resetIdle(self) -> None:
+        if self.state is State.AUTHORIZATION:
+            return  # the login timeout is a deadline, not an idle timer
         if self._idleCall is not None and self._idleCall.active():
             self._idleCall.reset(self._idleTimeout)
 
@@ -291,7 +337,15 @@ class POP3Server(Protocol):
             # graceful close would wait for it forever.
             self._close(abort=True)
             return
-        self._reply(ERR_IDLE)
+        self._reply(ERR_LOGIN_TIMEOUT if self.state is State.AUTHORIZATION else ERR_IDLE)
+        self._close()
+
+    def _commandTimedOut(self, kind: str) -> None:
+        if self._closing or not self._buffer or self._buffer.endswith(b"\n"):
+            return  # the line was completed or dropped meanwhile
+        self._info("POP3 command not completed in time in {state}, closing", state=self.state.value)
+        self._buffer = b""
+        self._reply(ERR_COMMAND_TIMEOUT)
         self._close()
 
     # ---------------------------------------------------------------- input
@@ -300,6 +354,10 @@ class POP3Server(Protocol):
         if self._closing:
             return
         self._buffer += data
+        # A command line must be whole within commandTimeout of its first
+        # octet (lines complete but waiting behind a running command do not
+        # count: the delay is ours).
+        self._inputDeadline.linePending(not self._buffer.endswith(b"\n"), b"\n" in data)
         self._processBuffer()
 
     def _processBuffer(self) -> None:
@@ -615,7 +673,19 @@ class POP3Server(Protocol):
             logout()
             return
         maildrop = cast(IPOP3Maildrop, avatar)
+        if not self._countUserAddress(maildrop.account):
+            logout()
+            self._info(
+                "POP3 login {outcome} for {account} from {peer} on {endpoint}: user+IP connection limit",
+                outcome="limit",
+                account=maildrop.account,
+            )
+            assert self._userAddresses is not None
+            self._reply(ERR_USER_IP % (self._userAddresses.maxPerUserAddress,))
+            self._close()
+            return
         if not maildrop.lock():
+            self._releaseUserAddress()
             logout()
             self._info("POP3 login {outcome} for {account} from {peer} on {endpoint}", outcome="locked", account=maildrop.account)
             self._replyAndContinue(ERR_IN_USE)
@@ -625,6 +695,7 @@ class POP3Server(Protocol):
             messages = list(maildrop.folder.messages())
         except MailError as e:
             maildrop.unlock()
+            self._releaseUserAddress()
             logout()
             self._info(
                 "POP3 login {outcome} for {account} from {peer} on {endpoint}: {problem}",
@@ -649,6 +720,26 @@ class POP3Server(Protocol):
         )
         self._setIdle(self._limits.idleTimeout)
         self._replyAndContinue(b"+OK Logged in.")
+
+    def _countUserAddress(self, account: str) -> bool:
+        """
+        Count a session of C{account} from the client's address (Dovecot's
+        C{mail_max_userip_connections}, which is checked before the
+        maildrop is opened); L{False} when it has too many.
+        """
+        if self._userAddresses is None:
+            return True
+        assert self.session is not None
+        key = (account, self.session.peerHost)
+        if not self._userAddresses.acquire(*key):
+            return False
+        self._userAddress = key
+        return True
+
+    def _releaseUserAddress(self) -> None:
+        if self._userAddress is not None and self._userAddresses is not None:
+            self._userAddresses.release(*self._userAddress)
+        self._userAddress = None
 
     async def _failLogin(self, login: Optional[str], mechanism: str) -> None:
         """
@@ -899,6 +990,10 @@ class POP3Factory(ServerFactory):
     @param hostname: the name in the greeting.
     @param clock: timers (idle timeouts, failure delay); the global reactor
         when not given.
+    @param connections: counts connections of all POP3 endpoints (total
+        and per client address); L{None} for no cap.
+    @param userAddresses: counts logged-in sessions per account and client
+        address; L{None} for no cap.
     """
 
     # The service logs each endpoint once at start; Twisted's per-factory
@@ -915,6 +1010,8 @@ class POP3Factory(ServerFactory):
         hostname: str,
         clock: Optional[IReactorTime] = None,
         limits: POP3Limits = POP3Limits(),
+        connections: Optional[ConnectionLimiter] = None,
+        userAddresses: Optional[UserAddressLimiter] = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -926,10 +1023,19 @@ class POP3Factory(ServerFactory):
         self.hostname = hostname
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.limits = limits
+        self.connections = connections
+        self.userAddresses = userAddresses
 
     def buildProtocol(self, addr: Any) -> POP3Server:
         protocol = POP3Server(
-            self.policy, self.portal, self.tls, self.hostname, self.clock, self.limits
+            self.policy,
+            self.portal,
+            self.tls,
+            self.hostname,
+            self.clock,
+            self.limits,
+            connections=self.connections,
+            userAddresses=self.userAddresses,
         )
         protocol.factory = self
         return protocol

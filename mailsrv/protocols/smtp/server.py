@@ -15,6 +15,12 @@ project's notes on it), this class:
    as it arrives, answering 250 only after the delivery's commit fired,
    i.e. after the message is durably on disk;
  - enforces limits on line length, message size, recipients and errors;
+ - times commands, not reads: a command line must arrive whole within
+   C{command_timeout} of the previous reply (Postfix's C{smtpd_timeout} with
+   C{smtpd_per_request_deadline}), so a client sending a byte every few
+   seconds cannot hold the session; DATA and BDAT are held to
+   C{min_data_rate} instead (L{InputDeadline}), so large messages still
+   get through slow links;
  - answers no more commands while the transport's write buffer is full
    (it is registered as the transport's push producer), so that a client
    that pipelines commands and never reads the replies cannot make the
@@ -50,6 +56,7 @@ from mailsrv.config.schema import LimitsConfig
 from mailsrv.envelope import Envelope, Session
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IAuthenticatedUser, IConnectionPolicy, IDelivery, IDeliveryTarget
+from mailsrv.policy.deadline import InputDeadline
 from mailsrv.policy.endpoint import EndpointPolicy
 from mailsrv.policy.limits import ConnectionLimiter
 from mailsrv.protocols.smtp import replies as R
@@ -119,6 +126,14 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._refused = False
         self._counted = False
         self.limiter = limiter
+        self._dataDeadline = InputDeadline(
+            clock,
+            limits.commandTimeout,
+            limits.dataTimeout,
+            limits.minDataRate,
+            self._dataTimedOut,
+            paused=lambda: self._paused,
+        )
         self.session: Session
 
     # -- connection ---------------------------------------------------------
@@ -193,6 +208,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.setTimeout(None)
+        self._dataDeadline.stop()
         if self._counted and self.limiter is not None:
             self._counted = False
             self.limiter.release(self.session.peerHost)
@@ -206,8 +222,21 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         )
 
     def timeoutConnection(self) -> None:
+        self.log.info(
+            "SMTP timeout from {peer} on {endpoint} in {mode}",
+            peer=self.session.peerHost,
+            mode=self._mode,
+            sessionId=self.session.sessionId,
+            endpoint=self.policy.name,
+        )
         self._reply(*R.TIMEOUT.format(self.hostname))
         self.transport.loseConnection()
+
+    def _dataTimedOut(self, kind: str) -> None:
+        # Message data slower than min_data_rate (or stalled for
+        # data_timeout): the same 421 as Postfix gives.
+        self.timeoutConnection()
+        self._mode = CLOSED
 
     # -- output -------------------------------------------------------------
 
@@ -240,7 +269,11 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
     # -- input --------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        self.resetTimeout()
+        # Reading does not restart the command timer (a line taken from the
+        # buffer does, in _process); message data earns time at the
+        # minimum rate.
+        if self._mode == DATA or self._mode == BDAT:
+            self._dataDeadline.dataReceived(len(data))
         self._buffer += data
         self._process()
 
@@ -291,6 +324,8 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                     self._skipLine = True
                 break
             line, self._buffer = self._buffer[:end], self._buffer[end + 1 :]
+            # The next command's time starts now.
+            self.resetTimeout()
             if line.endswith(b"\r"):
                 line = line[:-1]
             if self._skipLine or len(line) > MAX_COMMAND_LINE:
@@ -648,7 +683,8 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._data = DataReceiver(self._writeData)
         self._dataFailure = None
         self._mode = DATA
-        self.setTimeout(self.limits.dataTimeout)
+        self.setTimeout(None)
+        self._dataDeadline.startData()
         self._send(R.START_DATA)
 
     def _writeData(self, data: bytes) -> None:
@@ -693,7 +729,8 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             self._data = ChunkReceiver(self._writeData)
             self._dataFailure = None
         self._mode = BDAT
-        self.setTimeout(self.limits.dataTimeout)
+        self.setTimeout(None)
+        self._dataDeadline.startData()
         if self._chunkRemaining == 0:
             self._chunkDone()
 
@@ -709,6 +746,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
     def _chunkDone(self) -> None:
         self._mode = COMMAND
+        self._dataDeadline.stop()
         self.setTimeout(self.limits.commandTimeout)
         if self._chunkRefusal is not None:
             self._error(self._chunkRefusal)
@@ -733,6 +771,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return
         self._buffer = rest
         self._mode = COMMAND
+        self._dataDeadline.stop()
         self.setTimeout(self.limits.commandTimeout)
         self._finishData()
 
