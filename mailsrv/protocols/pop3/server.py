@@ -188,6 +188,7 @@ class POP3Server(Protocol):
         self._outputFull = False
         self._closing = False
         self._connected = False
+        self._registered = False  # this server is the transport's producer
         self._badCommands = 0
         self._authFailures = 0
         self._idleCall: Optional[IDelayedCall] = None
@@ -246,6 +247,7 @@ class POP3Server(Protocol):
         )
         self._noDelay()
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self._registered = True
         self._reply(b"+OK " + self._hostname.encode("ascii", "replace") + b" POP3 ready")
         self._setIdle(self._limits.loginTimeout)
 
@@ -306,6 +308,14 @@ class POP3Server(Protocol):
     def _close(self, abort: bool = False) -> None:
         self._closing = True
         self._cancelIdle()
+        self._inputDeadline.stop()
+        if self._registered:
+            self._registered = False
+            # TLSMemoryBIOProtocol.loseConnection waits for a registered
+            # producer to go away before it shuts TLS down: without this a
+            # POP3S session closed by a timeout stayed open until the client
+            # left.
+            self.transport.unregisterProducer()  # type: ignore[union-attr]
         if abort:
             getattr(self.transport, "abortConnection", self.transport.loseConnection)()  # type: ignore[union-attr]
         else:
@@ -899,12 +909,14 @@ class POP3Server(Protocol):
             if complete:
                 self._outputFull = False
                 self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+                self._registered = True
                 if topLines is None:
                     self._retrieved.add(index)
                 self._done()
 
         self._setBusy()
         self.transport.unregisterProducer()  # type: ignore[union-attr]
+        self._registered = False
         self._producer = MessageProducer(
             messageFile,
             self.transport,  # type: ignore[arg-type]

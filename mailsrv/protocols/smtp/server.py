@@ -126,6 +126,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._refused = False
         self._counted = False
         self.limiter = limiter
+        self._registered = False  # this server is the transport's producer
         self._dataDeadline = InputDeadline(
             clock,
             limits.commandTimeout,
@@ -146,6 +147,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             peerPort=getattr(peer, "port", 0),
         )
         self.transport.registerProducer(self, True)
+        self._registered = True
         self.setTimeout(self.limits.commandTimeout)
         if self.limiter is not None:
             if not self.limiter.acquire(self.session.peerHost):
@@ -230,6 +232,12 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             endpoint=self.policy.name,
         )
         self._reply(*R.TIMEOUT.format(self.hostname))
+        # TLSMemoryBIOProtocol.loseConnection waits for a registered
+        # producer (this protocol) to go away before it shuts TLS down: a
+        # timed-out session on an implicit-TLS port stayed open otherwise.
+        if self._registered:
+            self._registered = False
+            self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def _dataTimedOut(self, kind: str) -> None:
