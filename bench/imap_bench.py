@@ -308,6 +308,19 @@ _TABLE = (
 )
 
 
+def benchLimits(idle: int) -> str:
+    """
+    C{[limits]} keys (without the table header) that admit C{idle} IDLE
+    sessions of one user from loopback: the IMAP connection cap and the
+    sessions per user and address (10 by default, as Dovecot's).
+    """
+    return (
+        f"max_connections = {idle + 100}\n"
+        f"imap_max_connections = {idle + 100}\n"
+        f"max_connections_per_user_ip = {idle + 100}\n"
+    )
+
+
 def sideBySide(reps: int = 2, count: int = MESSAGES, idle: int = IDLE, stopPeersAfter: bool = True) -> dict[str, Any]:
     """
     mailsrv (C{{PLAIN}} passwords like the reference, via
@@ -324,8 +337,10 @@ def sideBySide(reps: int = 2, count: int = MESSAGES, idle: int = IDLE, stopPeers
     peersDir = Path(__file__).resolve().parents[2] / "shared" / "peers"
     mailsrv = MailsrvUnderTest(
         passwordScheme="PLAIN",
-        # Inside MailsrvUnderTest's [limits] table: room for the idlers.
-        extraConfig=f"max_connections = {idle + 100}\n",
+        # Inside MailsrvUnderTest's [limits] table: room for the idlers, all
+        # one user from one address (the reference Dovecot's
+        # mail_max_userip_connections is raised likewise).
+        extraConfig=benchLimits(idle),
         endpoints=("smtp", "imaps"),
     )
     generateMaildir(mailsrv.server.maildir("alice@example.test"), count)
@@ -433,7 +448,7 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * idle + 1000)), hard))
     with tempfile.TemporaryDirectory(prefix="imap-bench-") as tmp:
-        server = RunningServer(Path(tmp), endpoints=("smtp", "imaps"))
+        server = RunningServer(Path(tmp), endpoints=("smtp", "imaps"), extraConfig="[limits]\n" + benchLimits(idle))
         user = "bench@example.test"
         server.addUser(user, "bench-password")
         generateMaildir(server.maildir(user), count)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailsrv.config.load import loadConfig, parseConfig, parseListen
-from mailsrv.config.schema import DEFAULT_ENDPOINTS
+from mailsrv.config.schema import DEFAULT_ENDPOINTS, LimitsConfig
 from mailsrv.errors import ConfigError
 from mailsrv.policy.endpoint import Protocol, TLSMode
 
@@ -44,6 +44,45 @@ def test_example_file_is_valid_and_complete() -> None:
     assert config.server.domains == ("example.com",)
 
 
+def test_example_limits_are_the_defaults() -> None:
+    """
+    The [limits] of etc/mailsrv.toml state the built-in defaults, which
+    follow Postfix and Dovecot (RFC 3501 and RFC 1939 idle minimums).
+    """
+    config = loadConfig(REPO / "etc" / "mailsrv.toml")
+    assert config.limits == LimitsConfig()
+    assert (config.limits.imapIdleTimeout, config.limits.pop3IdleTimeout) == (1800.0, 600.0)
+    assert (config.limits.loginTimeout, config.limits.maxConnectionsPerUserIP) == (180.0, 10)
+
+
+def test_connection_limit_keys() -> None:
+    """
+    The IMAP/POP3 caps, the user+IP cap (0: none) and the timers load.
+    """
+    config = parseConfig(
+        {
+            "limits": {
+                "imap_max_connections": 50,
+                "imap_max_connections_per_ip": 5,
+                "pop3_max_connections": 40,
+                "pop3_max_connections_per_ip": 4,
+                "max_connections_per_user_ip": 0,
+                "login_timeout": 30,
+                "imap_idle_timeout": 900.5,
+                "pop3_idle_timeout": 120,
+                "min_data_rate": 100,
+            }
+        },
+        "f",
+    )
+    limits = config.limits
+    assert (limits.imapMaxConnections, limits.imapMaxConnectionsPerIP) == (50, 5)
+    assert (limits.pop3MaxConnections, limits.pop3MaxConnectionsPerIP) == (40, 4)
+    assert limits.maxConnectionsPerUserIP == 0
+    assert (limits.loginTimeout, limits.imapIdleTimeout, limits.pop3IdleTimeout) == (30.0, 900.5, 120.0)
+    assert limits.minDataRate == 100
+
+
 def test_standard_endpoint_inherits_defaults() -> None:
     """
     A table named after a standard endpoint may set only `listen`; only the
@@ -74,6 +113,10 @@ def test_custom_endpoint() -> None:
         ({"tls": {"cert": "/a"}}, "tls.key"),
         ({"limits": {"recipients": 0}}, "limits.recipients"),
         ({"limits": {"command_timeout": "5"}}, "limits.command_timeout"),
+        ({"limits": {"imap_max_connections_per_ip": 0}}, "limits.imap_max_connections_per_ip"),
+        ({"limits": {"max_connections_per_user_ip": -1}}, "limits.max_connections_per_user_ip"),
+        ({"limits": {"login_timeout": 0}}, "limits.login_timeout"),
+        ({"limits": {"min_data_rate": 1.5}}, "limits.min_data_rate"),
         ({"endpoints": {"smtp": {"listen": ["127.0.0.1"]}}}, "endpoints.smtp.listen"),
         ({"endpoints": {"smtp": {"listen": ["127.0.0.1:99999"]}}}, "endpoints.smtp.listen"),
         ({"endpoints": {"smtp": {"protocol": "lmtp"}}}, "endpoints.smtp.protocol"),

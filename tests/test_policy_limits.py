@@ -4,6 +4,10 @@ Connection limits overall and per client address.
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from mailsrv.policy.limits import ConnectionLimiter, UserAddressLimiter
@@ -61,3 +65,41 @@ def test_userAddressLimiter() -> None:
     assert limiter.acquire("alice@example.test", "127.0.0.1")
     unlimited = UserAddressLimiter(0)
     assert all(unlimited.acquire("a@example.test", "192.0.2.1") for _ in range(100))
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+def test_proxiedAddressCounted(protocol: str) -> None:
+    """
+    Behind the PROXY protocol the IMAP and POP3 caps count the client's
+    address from the header, not the load balancer's: a second connection
+    relayed for the same client is refused, one for another client is not.
+    """
+    from twisted.cred.portal import Portal
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from mailsrv.config.schema import DEFAULT_ENDPOINTS
+    from mailsrv.policy.proxy import ProxyProtocolFactory, parseNetworks, v1Header
+    from mailsrv.protocols.imap.server import IMAPFactory
+    from mailsrv.protocols.pop3.server import POP3Factory
+
+    clock = MemoryReactorClock()
+    limiter = ConnectionLimiter(100, 1, [])
+    policy = {e.name: e for e in DEFAULT_ENDPOINTS}[protocol + "s"]
+    if protocol == "imap":
+        inner: Any = IMAPFactory(policy, Portal(None), None, "mail.example.test", clock=clock, connections=limiter)
+    else:
+        inner = POP3Factory(policy, Portal(None), None, "mail.example.test", clock=clock, connections=limiter)
+    factory = ProxyProtocolFactory(inner, parseNetworks(["127.0.0.0/8"]), protocol, clock)
+
+    def relay(client: str) -> bytes:
+        wrapper = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        wrapper.makeConnection(transport)
+        wrapper.dataReceived(v1Header(client, 51000, "127.0.0.1", 993))
+        return transport.value()
+
+    assert not relay("203.0.113.7").startswith((b"* BYE", b"-ERR"))
+    assert relay("203.0.113.7").startswith((b"* BYE [UNAVAILABLE]", b"-ERR [SYS/TEMP]"))
+    assert not relay("203.0.113.8").startswith((b"* BYE", b"-ERR"))
+    assert limiter.active == 2

@@ -3,15 +3,16 @@ Load and abuse against a real mailsrv: a few thousand concurrent
 connections over SMTP, IMAP and POP3, slow-loris clients sending a byte
 every two seconds, and clients that pipeline commands without ever reading
 the replies.  Meanwhile a new client must still be served within seconds,
-the server's memory must stay bounded, and idle SMTP connections must be
-closed by C{[limits] command_timeout}.
+the server's memory must stay bounded, idle SMTP connections must be
+closed by C{[limits] command_timeout}, and every slow-loris client by the
+same timeout counted from its command's first octet.
 
 C{MAILSRV_ABUSE_CONNECTIONS} (default 2000) sets the number of idle
 connections.  The IMAP server does not yet stop answering while its
 output piles up: its non-reading clients are in a test of their own,
-expected to fail until that is fixed (see C{docs/testing.md}).  IMAP and POP3 idle timeouts are not configurable (Twisted's
-60 s before login and 30 min after it for IMAP, POP3Limits' 60 s / 600 s),
-too long for this test; the in-memory protocol tests cover them.
+expected to fail until that is fixed (see C{docs/testing.md}).  Idle IMAP
+and POP3 connections stay open here: they are closed by C{login_timeout}
+(3 minutes), longer than this test; C{test_connection_limits} covers it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ GREETINGS = {"smtp": b"220 ", "imap": b"* OK", "pop3": b"+OK"}
 # A command each protocol answers in every state before login, at length.
 CHATTY = {"smtp": b"HELP\r\n", "imap": b"a CAPABILITY\r\n", "pop3": b"CAPA\r\n"}
 LORIS_LINES = {"smtp": b"EHLO slowloris.test\r\n", "imap": b"a NOOP\r\n", "pop3": b"CAPA\r\n"}
+# What a slow-loris client gets before the server closes its connection.
+LORIS_CLOSED = {
+    "smtp": b"421 4.4.2 mail.example.test Error: timeout exceeded\r\n",
+    "imap": b"* BYE Disconnected: command not completed in time\r\n",
+    "pop3": b"-ERR Disconnected: command not completed in time.\r\n",
+}
 
 
 def rss(pid: int) -> int:
@@ -62,6 +69,8 @@ def server(tmp_path: Path) -> Iterator[RunningServer]:
         extraConfig=(
             f"[limits]\ncommand_timeout = {COMMAND_TIMEOUT}\n"
             f"max_connections = {CONNECTIONS * 2}\n"
+            f"imap_max_connections = {CONNECTIONS * 2}\n"
+            f"pop3_max_connections = {CONNECTIONS * 2}\n"
         ),
     )
     srv.addUser("alice@example.test", "secret")
@@ -83,6 +92,7 @@ class Abuse:
         self.timedOut = 0
         self.blasted = 0
         self.greeted = 0
+        self.lorisClosed: list[tuple[str, float]] = []
 
     async def open(self, protocol: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.server.ports[protocol])
@@ -118,20 +128,37 @@ class Abuse:
 
     async def loris(self, protocol: str) -> None:
         """
-        Send a command one byte every two seconds, over and over.
+        Send a command one byte every two seconds, over and over, until the
+        server closes the connection; record its last words and how long
+        after the first byte it closed.
         """
         reader, writer = await self.open(protocol)
         line = LORIS_LINES[protocol]
+        received = b""
+        start = time.monotonic()
+        closed = False
         try:
             i = 0
             while not self.stopping.is_set():
-                writer.write(line[i % len(line) : i % len(line) + 1])
-                i += 1
-                await asyncio.sleep(2.0)
+                if not received:
+                    # Once the server answered, only wait for its close: a
+                    # write to a closed socket would end in a reset.
+                    writer.write(line[i % len(line) : i % len(line) + 1])
+                    i += 1
+                try:
+                    chunk = await asyncio.wait_for(reader.read(4096), 2.0)
+                except asyncio.TimeoutError:
+                    continue
+                received += chunk
+                if not chunk:
+                    closed = True
+                    break
         except ConnectionError:
-            pass
+            closed = True
         finally:
             writer.close()
+        if closed and received == LORIS_CLOSED[protocol]:
+            self.lorisClosed.append((protocol, time.monotonic() - start))
 
     async def nonReader(self, protocol: str) -> None:
         """
@@ -203,12 +230,14 @@ async def run(server: RunningServer) -> Abuse:
         await asyncio.sleep(0.1)
     opened = time.monotonic() - start
     afterIdle = rss(abuse.pid)
-    abusers = [asyncio.ensure_future(abuse.loris(p)) for p in ("smtp", "imap", "pop3") for _ in range(LORIS)]
-    abusers += [asyncio.ensure_future(abuse.nonReader(p)) for p in NON_READER_PROTOCOLS for _ in range(NON_READERS)]
+    lorises = [asyncio.ensure_future(abuse.loris(p)) for p in ("smtp", "imap", "pop3") for _ in range(LORIS)]
+    abusers = [asyncio.ensure_future(abuse.nonReader(p)) for p in NON_READER_PROTOCOLS for _ in range(NON_READERS)]
     for _ in range(8):
         await asyncio.sleep(1.0)
         await abuse.newClient()
     await asyncio.gather(*[t for i, t in enumerate(idle) if protocols[i % 4] == "smtp"])
+    # Every slow-loris client is closed by the server on its own.
+    await asyncio.wait_for(asyncio.gather(*lorises), COMMAND_TIMEOUT + 30)
     abuse.stopping.set()
     await asyncio.gather(*abusers, *idle, sampler)
     abuse.summary = (  # type: ignore[attr-defined]
@@ -216,7 +245,9 @@ async def run(server: RunningServer) -> Abuse:
         f"at start, {afterIdle / 2**20:.0f} MiB with them open, peak {abuse.peak / 2**20:.0f} MiB with "
         f"{3 * LORIS} slow-loris and {len(NON_READER_PROTOCOLS) * NON_READERS} non-reading clients "
         f"({abuse.blasted / 2**20:.0f} MiB of commands taken from them); new-client latency max "
-        f"{max(abuse.latencies):.2f} s; {abuse.timedOut} idle SMTP connections closed by the timeout"
+        f"{max(abuse.latencies):.2f} s; {abuse.timedOut} idle SMTP connections closed by the timeout; "
+        f"{len(abuse.lorisClosed)} slow-loris clients closed after "
+        f"{min((t for _, t in abuse.lorisClosed), default=0):.1f}-{max((t for _, t in abuse.lorisClosed), default=0):.1f} s"
     )
     abuse.baseline = baseline  # type: ignore[attr-defined]
     return abuse
@@ -227,8 +258,10 @@ def test_connectionsSlowLorisAndNonReaders(server: RunningServer) -> None:
     With C{CONNECTIONS} idle connections open, slow-loris clients and
     clients that never read: new clients of every protocol are served
     within a few seconds, the server's RSS stays within a fixed allowance
-    per connection plus a bound for the abusers, and every idle SMTP
-    connection gets 421 after the command timeout.
+    per connection plus a bound for the abusers, every idle SMTP
+    connection gets 421 after the command timeout, and every slow-loris
+    client (SMTP, IMAP, POP3) gets its protocol's timeout reply and is
+    closed C{command_timeout} after its command's first octet.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < CONNECTIONS + 200:
@@ -237,6 +270,9 @@ def test_connectionsSlowLorisAndNonReaders(server: RunningServer) -> None:
     print("\n" + abuse.summary)  # type: ignore[attr-defined]
     assert max(abuse.latencies) < NEW_CLIENT_LATENCY, abuse.latencies
     assert abuse.timedOut == len([i for i in range(CONNECTIONS) if i % 4 < 2])
+    closedBy = sorted(p for p, _ in abuse.lorisClosed)
+    assert closedBy == sorted(["smtp", "imap", "pop3"] * LORIS), abuse.summary  # type: ignore[attr-defined]
+    assert all(COMMAND_TIMEOUT - 1 <= t < COMMAND_TIMEOUT + 5 for _, t in abuse.lorisClosed), abuse.lorisClosed
     limit = abuse.baseline + CONNECTIONS * PER_CONNECTION + ABUSE_ALLOWANCE  # type: ignore[attr-defined]
     assert abuse.peak < limit, abuse.summary  # type: ignore[attr-defined]
     assert server.process is not None and server.process.poll() is None
