@@ -154,12 +154,13 @@ class IMAPTestMixin:
     def pump(self) -> None:
         """
         Run what the server scheduled for "now" and drive its pull producers
-        (FETCH bodies), as a real reactor and TCP transport would.
+        (FETCH bodies), as a real reactor and TCP transport would; the
+        server's own push producer needs no help.
         """
         for _ in range(10000):
             progressed = False
             producer = self.transport.producer
-            if producer is not None:
+            if producer is not None and not self.transport.streaming:
                 producer.resumeProducing()
                 progressed = True
             if any(c.getTime() <= self.clock.seconds() for c in self.clock.getDelayedCalls()):

@@ -241,6 +241,11 @@ def _isStructureOnly(item: Any) -> bool:
 #: Messages per FETCH batch: one index look-up and one write each.
 FETCH_BATCH = 250
 
+#: Octets of a batch's output held before they are written and, if the
+#: client is not reading, the rest of the FETCH waits (bodies up to
+#: L{SMALL_BODY} are sent from memory, so 250 of them could make 32 MB).
+FETCH_FLUSH = 1024 * 1024
+
 
 class _ModSeqItem:
     """
@@ -437,6 +442,7 @@ class FetchMixin:
             # Part of the response may be out: the connection cannot be
             # trusted to be in step any more.
             self.log.failure("FETCH failed", failure)
+            self._outputStepAside(final=True)  # type: ignore[attr-defined]
             self.transport.loseConnection()
 
         d.addCallbacks(done, failed)
@@ -447,8 +453,11 @@ class FetchMixin:
         """
         Write one untagged FETCH per message, in batches: header data for a
         batch comes from the folder index in one call, the output of a
-        batch is written at once, and the reactor runs between batches;
-        message bodies are streamed by producers.
+        batch is written at once (or each L{FETCH_FLUSH} octets), and the
+        reactor runs between batches; message bodies are streamed by
+        producers, for which the server's own output producer steps aside.
+        While the client does not read, the next write waits for room in
+        the transport's buffer.
 
         @return: how many messages were left out because they were found
             expunged (their file gone) while being read.
@@ -463,12 +472,24 @@ class FetchMixin:
         markGone = getattr(self.mbox, "markGone", lambda uid: None)
 
         def flush() -> None:
-            nonlocal flushes
+            nonlocal flushes, held
+            held = 0
             if chunks:
                 data = b"".join(chunks)
                 del chunks[:]
                 flushes += 1
                 self.transport.write(data)
+
+        def flushForProducer() -> None:
+            # A spew_* method is about to register a body producer with
+            # the transport (Twisted's call every _f before one).
+            nonlocal steppedAside
+            flush()
+            steppedAside = True
+            self._outputStepAside()  # type: ignore[attr-defined]
+
+        held = 0
+        steppedAside = False
 
         for start in range(0, len(selected), FETCH_BATCH):
             batch = selected[start : start + FETCH_BATCH]
@@ -486,12 +507,17 @@ class FetchMixin:
                             chunks.append(b" ")
                         first = False
                         if item.type == "body":
-                            pending = self.spew_body(item, seq, msg, chunks.append, flush)
+                            pending = self.spew_body(item, seq, msg, chunks.append, flushForProducer)
                         else:
-                            pending = getattr(self, "spew_" + item.type)(seq, msg, chunks.append, flush)
+                            pending = getattr(self, "spew_" + item.type)(seq, msg, chunks.append, flushForProducer)
                         if isinstance(pending, Deferred):
                             await pending
+                        if steppedAside:
+                            steppedAside = False
+                            self._outputTakeBack()  # type: ignore[attr-defined]
                 except MailError as e:
+                    steppedAside = False
+                    self._outputTakeBack()  # type: ignore[attr-defined]
                     # Expunged by another session since the last sync: drop
                     # this message's partial response unless some of it was
                     # already written.
@@ -504,8 +530,13 @@ class FetchMixin:
                 if uid and not uidItem:
                     chunks.append(b" UID %d" % (msg.getUID(),))
                 chunks.append(b")\r\n")
+                held += sum(len(chunk) for chunk in chunks[mark:])
+                if held > FETCH_FLUSH:
+                    flush()
+                    await self._outputRoom()  # type: ignore[attr-defined]
             flush()
             if start + FETCH_BATCH < len(selected):
+                await self._outputRoom()  # type: ignore[attr-defined]
                 await deferLater(self._clock, 0, lambda: None)  # type: ignore[attr-defined]
         return missing
 

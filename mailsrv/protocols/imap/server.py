@@ -31,7 +31,11 @@ TWISTED-NOTES section 2 found broken:
  - LITERAL+ (RFC 7888): C{{n+}} literals get no continuation request; one
    over its limit (the message size for APPEND, 4096 octets elsewhere) is
    never read into memory: the client gets C{BAD [TOOBIG]} and the
-   connection is closed, since its bytes cannot be told from commands.
+   connection is closed, since its bytes cannot be told from commands;
+ - output is flow-controlled: an L{_OutputProducer} is the transport's push
+   producer, and while the write buffer is full no further command is
+   answered (a client that pipelines commands and never reads the replies
+   cannot make the server buffer without bound).
 
 Extensions (UIDPLUS, MOVE, QUOTA, ...) live in
 L{mailsrv.protocols.imap.extensions}.
@@ -51,11 +55,12 @@ from typing import Any, Optional
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
     IOpenSSLServerConnectionCreator,
+    IPushProducer,
     IReactorTime,
     ISSLTransport,
 )
@@ -120,6 +125,31 @@ def _looksLikeTag(token: bytes) -> bool:
     return 0 < len(token) <= 64 and token.isascii() and token.isalnum()
 
 
+@implementer(IPushProducer)
+class _OutputProducer:
+    """
+    The transport's push producer on behalf of an L{IMAPServer}: told when
+    the write buffer is full and when it has room again.
+
+    Not the server itself: C{IMAP4Server} is a C{LineReceiver}, whose
+    C{pauseProducing} stops reading (it is the transport's consumer side);
+    stopping reading as soon as output waits would deadlock a TLS handshake,
+    whose own bytes fill the buffer before it completes.
+    """
+
+    def __init__(self, server: "IMAPServer") -> None:
+        self._server = server
+
+    def pauseProducing(self) -> None:
+        self._server._outputPaused()
+
+    def resumeProducing(self) -> None:
+        self._server._outputResumed()
+
+    def stopProducing(self) -> None:
+        self._server._outputStopped()
+
+
 @implementer(IHandshakeListener)
 class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Server):
     """
@@ -172,6 +202,18 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         self._replayQueue: list[bytes] = []
         self._queuedOctets = 0
         self._readPaused = False
+        # Flow control of output (see _OutputProducer): whether it is
+        # registered with the transport, whether the transport said its
+        # write buffer is full, whether the session's output is over (BYE
+        # sent, closing or closed: never registered again), whether a
+        # command is running (between _block and _unblock), and what waits
+        # for room in the write buffer.
+        self._output = _OutputProducer(self)
+        self._outputRegistered = False
+        self._outputFull = False
+        self._outputOver = False
+        self._commandRunning = False
+        self._roomWaiters: list[Deferred[None]] = []
         self._refeed = b""
         self._discardingLine = False
         self._idleTag: Optional[bytes] = None
@@ -216,9 +258,15 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
             peerPort=getattr(peer, "port", 0),
         )
         self.log.info("IMAP connection from {peer} on {endpoint}", **self._logFields())
+        self._registerOutput()
         super().connectionMade()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        # The transport forgets its producer; what waits for room waits on
+        # (its coroutine is collected with the connection).
+        self._outputOver = True
+        self._outputRegistered = False
+        self._roomWaiters = []
         if self._failureCall is not None and self._failureCall.active():
             self._failureCall.cancel()
         self._failureCall = None
@@ -271,6 +319,98 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         step(None)
         return done
 
+    # ---------------------------------------------------- output flow control
+
+    def _registerOutput(self) -> None:
+        """
+        Become (again) the transport's push producer.  The transport only
+        says when its buffer crosses the limit, so a fresh registration
+        starts as not full; the next write over the limit pauses it.
+        """
+        if self._outputRegistered or self._outputOver:
+            return
+        self._outputFull = False
+        self._outputRegistered = True
+        self.transport.registerProducer(self._output, True)
+
+    def _outputStepAside(self, final: bool = False) -> None:
+        """
+        Unregister the output producer: for a FETCH body producer, which
+        needs the transport to itself, or for good (C{final}) once the
+        session ends.  A registered producer would hold a closing TLS
+        connection open: Twisted's TLS layer shuts down only after its
+        producer is unregistered.
+        """
+        if final:
+            self._outputOver = True
+        if self._outputRegistered:
+            self._outputRegistered = False
+            self.transport.unregisterProducer()
+
+    def _outputTakeBack(self) -> None:
+        """
+        Register the output producer again after a FETCH body producer.
+        """
+        self._registerOutput()
+
+    def _closing(self) -> bool:
+        return bool(getattr(self.transport, "disconnecting", False))
+
+    def _outputPaused(self) -> None:
+        """
+        The write buffer is full: answer nothing more until it drains.
+        Lines are queued as behind a running command; reading stops once
+        C{MAX_QUEUED} octets of them wait (not at once: under TLS a full
+        buffer may also mean the handshake is not over, and it needs to
+        read to finish).
+        """
+        if self._closing():
+            self._outputStepAside(final=True)
+            return
+        self._outputFull = True
+        if self.blocked is None:
+            self.blocked = []
+            self._queuedOctets = 0
+
+    def _outputResumed(self) -> None:
+        """
+        The write buffer drained: let a FETCH waiting for room go on, and
+        answer the queued lines unless a command is still running.
+        """
+        self._outputFull = False
+        if self._closing():
+            # A connection closing with its producer registered and paused
+            # is only closed once that producer is unregistered.
+            self._outputStepAside(final=True)
+            return
+        waiters, self._roomWaiters = self._roomWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+        if not self._commandRunning and not self._outputFull and self.blocked is not None:
+            self._unblock()
+
+    def _outputStopped(self) -> None:
+        self._outputOver = True
+        self._outputRegistered = False
+
+    def _outputRoom(self) -> "Deferred[None]":
+        """
+        Fires once the write buffer is not full (at once if it is not).
+        """
+        if not self._outputFull or not self._outputRegistered:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._roomWaiters.append(waiter)
+        return waiter
+
+    def sendLine(self, line: bytes) -> None:
+        super().sendLine(line)
+        if line.startswith(b"* BYE"):
+            # The server is closing the connection (RFC 3501 section
+            # 7.1.5): nothing more to flow-control, and a registered
+            # producer would keep a TLS connection from closing.
+            self._outputStepAside(final=True)
+
     # --------------------------------------------------------- line handling
 
     def dataReceived(self, data: bytes) -> None:
@@ -322,6 +462,8 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         except Exception:
             self.log.failure("IMAP command failed", **self._logFields())
             self.sendUntaggedResponse(b"BAD [SERVERBUG] Internal server error")
+        if self._outputRegistered and self._closing():
+            self._outputStepAside(final=True)
 
     def _nonSyncLine(self, line: bytes) -> bytes:
         """
@@ -362,17 +504,28 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         Queue further commands until L{_unblock}, so that replies stay in
         order while an asynchronous command runs.
         """
+        self._commandRunning = True
         if self.blocked is None:
             self.blocked = []
             self._queuedOctets = 0
 
     def _unblock(self) -> None:
+        self._commandRunning = False
+        if self._outputFull and not self._outputOver:
+            # The client has not read the replies so far: the queued lines
+            # wait until the write buffer drains (_outputResumed).
+            if self.blocked is None:
+                self.blocked = []
+                self._queuedOctets = 0
+            return
         commands = self.blocked or []
         self.blocked = None
         self._queuedOctets = 0
         # Kept on self so that STARTTLS can empty it (injection fix).
         self._replayQueue = commands
-        while commands and self.blocked is None:
+        # Like LineReceiver, disregard what follows a line that closed the
+        # connection (LOGOUT, too many failed logins).
+        while commands and self.blocked is None and not self._closing():
             if self.line_mode:
                 self.lineReceived(commands.pop(0))
                 continue
