@@ -8,11 +8,10 @@ closed by C{[limits] command_timeout}, and every slow-loris client by the
 same timeout counted from its command's first octet.
 
 C{MAILSRV_ABUSE_CONNECTIONS} (default 2000) sets the number of idle
-connections.  The IMAP server does not yet stop answering while its
-output piles up: its non-reading clients are in a test of their own,
-expected to fail until that is fixed (see C{docs/testing.md}).  Idle IMAP
-and POP3 connections stay open here: they are closed by C{login_timeout}
-(3 minutes), longer than this test; C{test_connection_limits} covers it.
+connections.  Non-reading clients of each protocol, and of IMAP also over
+implicit TLS, are in a test of their own.  Idle IMAP and POP3 connections
+stay open here: they are closed by C{login_timeout} (3 minutes), longer
+than this test; C{test_connection_limits} covers it.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from typing import Iterator
 import pytest
 
 from mailsrv.testing.server import RunningServer
+from tests.integration.clients import clientContext
 
 CONNECTIONS = int(os.environ.get("MAILSRV_ABUSE_CONNECTIONS", "2000"))
 COMMAND_TIMEOUT = 8.0
@@ -39,9 +39,10 @@ PER_CONNECTION = 16 * 1024
 ABUSE_ALLOWANCE = 64 * 1024 * 1024
 NEW_CLIENT_LATENCY = 3.0
 
-GREETINGS = {"smtp": b"220 ", "imap": b"* OK", "pop3": b"+OK"}
+GREETINGS = {"smtp": b"220 ", "imap": b"* OK", "imaps": b"* OK", "pop3": b"+OK"}
 # A command each protocol answers in every state before login, at length.
-CHATTY = {"smtp": b"HELP\r\n", "imap": b"a CAPABILITY\r\n", "pop3": b"CAPA\r\n"}
+CHATTY = {"smtp": b"HELP\r\n", "imap": b"a CAPABILITY\r\n", "imaps": b"a CAPABILITY\r\n", "pop3": b"CAPA\r\n"}
+IMPLICIT_TLS = frozenset(("imaps",))
 LORIS_LINES = {"smtp": b"EHLO slowloris.test\r\n", "imap": b"a NOOP\r\n", "pop3": b"CAPA\r\n"}
 # What a slow-loris client gets before the server closes its connection.
 LORIS_CLOSED = {
@@ -65,7 +66,7 @@ def rss(pid: int) -> int:
 def server(tmp_path: Path) -> Iterator[RunningServer]:
     srv = RunningServer(
         tmp_path,
-        endpoints=("smtp", "imap", "pop3"),
+        endpoints=("smtp", "imap", "imaps", "pop3"),
         extraConfig=(
             f"[limits]\ncommand_timeout = {COMMAND_TIMEOUT}\n"
             f"max_connections = {CONNECTIONS * 2}\n"
@@ -95,7 +96,9 @@ class Abuse:
         self.lorisClosed: list[tuple[str, float]] = []
 
     async def open(self, protocol: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.server.ports[protocol])
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", self.server.ports[protocol], ssl=clientContext() if protocol in IMPLICIT_TLS else None
+        )
         greeting = await asyncio.wait_for(reader.readline(), 30)
         assert greeting.startswith(GREETINGS[protocol]), greeting
         return reader, writer
@@ -296,27 +299,14 @@ async def blastWithoutReading(server: RunningServer, protocol: str, seconds: flo
 NON_READER_GROWTH = 40 * 1024 * 1024
 
 
-@pytest.mark.parametrize(
-    "protocol",
-    [
-        "smtp",
-        "pop3",
-        pytest.param(
-            "imap",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="IMAPServer is not its transport's producer: replies to a client "
-                "that never reads are buffered without bound",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("protocol", ["smtp", "pop3", "imap", "imaps"])
 def test_nonReadersBounded(server: RunningServer, protocol: str) -> None:
     """
     Ten clients pipelining commands that each get a long reply (HELP,
-    CAPABILITY, CAPA) and never reading: within five seconds the server's
-    RSS grows by less than 40 MiB (unbounded buffering grew it by about
-    100 MiB in that time, and on without end).
+    CAPABILITY, CAPA) and never reading, in plaintext and (IMAP) over
+    implicit TLS: within five seconds the server's RSS grows by less than
+    40 MiB (unbounded buffering grew it by about 100 MiB in that time, and
+    on without end).
     """
     baseline, peak = asyncio.run(blastWithoutReading(server, protocol, 5.0))
     print(f"\n{protocol} non-readers: RSS {baseline / 2**20:.0f} MiB -> peak {peak / 2**20:.0f} MiB")
