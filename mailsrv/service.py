@@ -29,7 +29,7 @@ from mailsrv.auth.throttle import AuthThrottle, BanFile, ThrottledPortal, banFil
 from mailsrv.auth.directory import FileDirectory
 from mailsrv.auth.realm import MailRealm
 from mailsrv import systemd
-from mailsrv.config.load import parseListen
+from mailsrv.config.load import parseListen, systemdSocketName
 from mailsrv.config.schema import Config
 from mailsrv.delivery.local import LocalDelivery
 from mailsrv.filters.clamav import clamavFilters
@@ -62,6 +62,16 @@ log = Logger()
 
 
 def listenEndpoint(reactor: Any, spec: str) -> IStreamServerEndpoint:
+    """
+    The endpoint for one listen spec: C{host:port}, or C{systemd:NAME} for
+    a socket passed by systemd.
+    """
+    name = systemdSocketName(spec)
+    if name is not None:
+        try:
+            return systemd.adoptedEndpoint(reactor, name)
+        except systemd.SocketActivationError as e:
+            raise SystemExit(f"mailsrv: {spec}: {e}")
     host, port = parseListen(spec)
     try:
         if ipaddress.ip_address(host).version == 6:
@@ -72,6 +82,8 @@ def listenEndpoint(reactor: Any, spec: str) -> IStreamServerEndpoint:
 
 
 def _isLoopback(spec: str) -> bool:
+    if systemdSocketName(spec) is not None:
+        return False  # bound by systemd, to an address not known here
     host, _ = parseListen(spec)
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -182,6 +194,13 @@ class MailService(MultiService):
                 child._raiseSynchronously = True
                 child.setName(f"{policy.name} {spec}")
                 child.setServiceParent(self)
+        adopted = [n for p in config.endpoints for n in map(systemdSocketName, p.listen) if n is not None]
+        if adopted:
+            for name in systemd.unusedSocketNames(adopted):
+                log.warn(
+                    "systemd passed the socket {socketName}, which no endpoint listens on",
+                    socketName=name,
+                )
         # SIGHUP, `systemctl reload` and `mailsrv reload` (mailsrv.ops.reload).
         ReloadService(Reloader(self), pidfilePath(config), reactor).setServiceParent(self)
 

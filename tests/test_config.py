@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailsrv.config.load import loadConfig, parseConfig, parseListen
+from mailsrv.config.load import advertisedPort, loadConfig, parseConfig, parseListen, parseListenSpec
 from mailsrv.config.schema import DEFAULT_ENDPOINTS, LimitsConfig
 from mailsrv.errors import ConfigError
 from mailsrv.policy.endpoint import Protocol, TLSMode
@@ -125,6 +125,12 @@ def test_custom_endpoint() -> None:
         ({"endpoints": {"sub": {"protocol": "submission", "listen": ["127.0.0.1:1"], "auth": False}}}, "endpoints.sub.auth"),
         ({"endpoints": {"smtp": {"extra": 1}}}, "endpoints.smtp.extra"),
         ({"endpoints": "x"}, "endpoints"),
+        ({"endpoints": {"smtp": {"listen": ["systemd:"]}}}, "endpoints.smtp.listen"),
+        ({"endpoints": {"smtp": {"listen": ["systemd:a=b"]}}}, "endpoints.smtp.listen"),
+        ({"endpoints": {"smtp": {"listen": ["systemd:two words"]}}}, "endpoints.smtp.listen"),
+        ({"endpoints": {"smtp": {"listen": ["systemd:x"]}, "imap": {"listen": ["systemd:x"]}}}, "endpoints.imap.listen"),
+        ({"endpoints": {"smtp": {"port": 0}}}, "endpoints.smtp.port"),
+        ({"endpoints": {"smtp": {"port": "25"}}}, "endpoints.smtp.port"),
     ],
 )
 def test_errors_name_the_key(data: dict, key: str) -> None:
@@ -158,3 +164,29 @@ def test_parse_listen(spec: str, expected: tuple[str, int]) -> None:
     host:port and [v6]:port forms.
     """
     assert parseListen(spec) == expected
+
+
+def test_systemd_listen_and_advertised_port() -> None:
+    """
+    C{systemd:NAME} names a socket passed by systemd; the port published
+    for an endpoint is its C{port} key, else its first host:port, else the
+    standard port of its protocol and TLS mode.
+    """
+    assert parseListenSpec("systemd:smtp") == "smtp"
+    assert parseListenSpec("[::1]:25") == ("::1", 25)
+    config = parseConfig(
+        {
+            "endpoints": {
+                "smtp": {"listen": ["systemd:smtp"]},
+                "submissions": {"listen": ["systemd:submissions", "127.0.0.1:4650"]},
+                "imaps": {"listen": ["systemd:imaps"], "port": 10993},
+                "imap": {"listen": ["127.0.0.1:1143"]},
+                "pop3s": {"listen": ["systemd:pop3s"]},
+                "web": {"protocol": "http", "listen": ["systemd:web"], "tls": "implicit"},
+            }
+        },
+        "f",
+    )
+    ports = {e.name: advertisedPort(e) for e in config.endpoints}
+    assert ports == {"smtp": 25, "submissions": 4650, "imaps": 10993, "imap": 1143, "pop3s": 995, "web": 443}
+    assert config.endpoint("imaps").listen == ("systemd:imaps",)

@@ -82,6 +82,74 @@ def parseListen(spec: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# A listening socket passed by systemd (socket activation), by its
+# FileDescriptorName: printable ASCII without ':' (systemd's rule) and, so the
+# name survives Twisted's endpoint-string syntax, without '=' or '\\'.
+SYSTEMD_PREFIX = "systemd:"
+_SOCKET_NAME = re.compile(r"^[!-~]{1,255}$")
+
+
+def systemdSocketName(spec: str) -> Optional[str]:
+    """
+    The socket name of a C{systemd:NAME} listen spec, or L{None} for a
+    C{host:port} one.
+
+    @raise ValueError: for a C{systemd:} spec with an invalid name.
+    """
+    if not spec.startswith(SYSTEMD_PREFIX):
+        return None
+    name = spec[len(SYSTEMD_PREFIX) :]
+    if not _SOCKET_NAME.match(name) or any(c in name for c in ":=\\"):
+        raise ValueError(
+            f"{spec!r}: after systemd: comes the socket's FileDescriptorName "
+            "(printable ASCII without spaces, ':', '=' or '\\')"
+        )
+    return name
+
+
+def parseListenSpec(spec: str) -> "tuple[str, int] | str":
+    """
+    A listen spec: C{(host, port)} for C{host:port}, or the socket name
+    (a C{str}) for C{systemd:NAME}.
+
+    @raise ValueError: with a message suited to a config error.
+    """
+    name = systemdSocketName(spec)
+    return name if name is not None else parseListen(spec)
+
+
+# The port clients use for each kind of endpoint, when no listen address
+# says it (systemd sockets): published in DNS SRV records and autoconfig,
+# and probed by `mailsrv doctor` on the loopback address.
+_STANDARD_PORTS: dict[tuple[Protocol, bool], int] = {
+    (Protocol.SMTP, False): 25,
+    (Protocol.SMTP, True): 465,
+    (Protocol.SUBMISSION, False): 587,
+    (Protocol.SUBMISSION, True): 465,
+    (Protocol.IMAP, False): 143,
+    (Protocol.IMAP, True): 993,
+    (Protocol.POP3, False): 110,
+    (Protocol.POP3, True): 995,
+    (Protocol.HTTP, False): 80,
+    (Protocol.HTTP, True): 443,
+}
+
+
+def advertisedPort(policy: EndpointPolicy) -> int:
+    """
+    The port clients reach C{policy} on: its C{port} key, else the port of
+    its first C{host:port} listen address, else the standard port of its
+    protocol and TLS mode.
+    """
+    if policy.port is not None:
+        return policy.port
+    for spec in policy.listen:
+        address = parseListenSpec(spec)
+        if isinstance(address, tuple):
+            return address[1]
+    return _STANDARD_PORTS[(policy.protocol, policy.implicitTLS)]
+
+
 class _Table:
     """
     One TOML table being consumed: every key read is ticked off, so that
@@ -237,7 +305,7 @@ def _limits(t: _Table) -> LimitsConfig:
 def _listen(values: list[Any]) -> tuple[str, ...]:
     specs = _stringList()(values)
     for spec in specs:
-        parseListen(spec)
+        parseListenSpec(spec)
     return specs
 
 
@@ -261,6 +329,7 @@ def _endpoint(name: str, t: _Table) -> EndpointPolicy:
     auth = t.take("auth", bool, base.auth if base else protocol not in (Protocol.SMTP, Protocol.HTTP))
     if protocol is Protocol.HTTP and auth:
         raise t.error("auth", "an http endpoint does not authenticate")
+    port = t.take("port", int, None, _port)
     proxyProtocol = t.take("proxy_protocol", bool, False)
     trustedProxies = t.take("trusted_proxies", list, (), _networks)
     t.finish()
@@ -278,6 +347,7 @@ def _endpoint(name: str, t: _Table) -> EndpointPolicy:
         auth=auth,
         proxyProtocol=proxyProtocol,
         trustedProxies=trustedProxies,
+        port=port,
     )
 
 
@@ -293,10 +363,11 @@ def _endpoints(t: _Table) -> tuple[EndpointPolicy, ...]:
     if not names:
         return DEFAULT_ENDPOINTS
     endpoints = tuple(_endpoint(name, t.table(name)) for name in names)
-    seen: dict[tuple[str, int], str] = {}
+    seen: dict[Any, str] = {}
     for e in endpoints:
         for spec in e.listen:
-            address = parseListen(spec)
+            # A systemd socket, like a port, can be taken by one listener only.
+            address = parseListenSpec(spec)
             if address in seen:
                 raise ConfigError(
                     t.path, f"endpoints.{e.name}.listen", f"{spec} is also used by endpoints.{seen[address]}"

@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from mailsrv.config.load import parseListen
+from mailsrv.config.load import advertisedPort
 from mailsrv.config.schema import Config
 from mailsrv.metrics import CONTENT_TYPE, Metrics
 from mailsrv.policy.endpoint import Protocol, TLSMode
@@ -65,8 +65,7 @@ def clientServers(config: Config) -> list[ClientServer]:
         kind = kinds.get(policy.protocol)
         if kind is None or not policy.listen or not policy.auth or policy.tls is TLSMode.NONE:
             continue
-        _, port = parseListen(policy.listen[0])
-        out.append(ClientServer(kind, config.server.hostname, port, policy.implicitTLS))
+        out.append(ClientServer(kind, config.server.hostname, advertisedPort(policy), policy.implicitTLS))
     order = {"imap": 0, "pop3": 1, "smtp": 2}
     return sorted(out, key=lambda s: (order[s.kind], not s.implicitTLS))
 

@@ -21,7 +21,7 @@ from typing import Optional, TextIO
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from mailsrv.config.load import parseListen
+from mailsrv.config.load import advertisedPort
 from mailsrv.config.schema import Config
 from mailsrv.policy.endpoint import Protocol, TLSMode
 
@@ -98,7 +98,7 @@ def _port(config: Config, protocol: Protocol, implicit: bool) -> Optional[int]:
     for policy in config.endpoints:
         if policy.protocol is protocol and policy.listen and policy.tls is not TLSMode.NONE:
             if policy.implicitTLS == implicit:
-                return parseListen(policy.listen[0])[1]
+                return advertisedPort(policy)
     return None
 
 

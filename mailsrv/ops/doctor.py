@@ -35,7 +35,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.names import dns
 from twisted.names.error import AuthoritativeDomainError, DomainError
 
-from mailsrv.config.load import parseListen
+from mailsrv.config.load import advertisedPort, parseListenSpec
 from mailsrv.config.schema import Config
 from mailsrv.policy.endpoint import EndpointPolicy, Protocol, TLSMode
 from mailsrv.policy.proxy import addressIn, parseNetworks, v1Header
@@ -204,12 +204,20 @@ def probeEndpoint(policy: EndpointPolicy, spec: str, timeout: float) -> Check:
     in a thread.
     """
     name = f"endpoint {policy.name}"
-    host, port = parseListen(spec)
-    host = _localHost(host)
+    hint = "is mailsrv running? systemctl status mailsrv; journalctl -u mailsrv -e"
+    address = parseListenSpec(spec)
+    if isinstance(address, str):
+        # A socket systemd listens on: its address is in the socket unit,
+        # not here; the advertised port on loopback reaches a ListenStream=
+        # that names a port alone or 0.0.0.0.
+        host, port = "127.0.0.1", advertisedPort(policy)
+        name = f"endpoint {policy.name} ({spec})"
+        hint = f"systemctl status mailsrv.service mailsrv-{address}.socket; journalctl -u mailsrv -e"
+    else:
+        host, port = _localHost(address[0]), address[1]
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # the certificate is checked on its own
-    hint = "is mailsrv running? systemctl status mailsrv; journalctl -u mailsrv -e"
     try:
         sock: Any = socket.create_connection((host, port), timeout=timeout)
     except OSError as e:

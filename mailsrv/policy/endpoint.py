@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import Optional
 
 
 class TLSMode(enum.Enum):
@@ -44,13 +45,17 @@ class EndpointPolicy:
     """
     @ivar name: the endpoint's table name in the config (C{smtp}, C{imaps}...).
     @ivar protocol: the wire protocol spoken.
-    @ivar listen: C{host:port} strings (C{[::1]:port} for IPv6).
+    @ivar listen: C{host:port} strings (C{[::1]:port} for IPv6), or
+        C{systemd:NAME} for a socket passed by systemd (socket activation).
     @ivar tls: the TLS mode.
     @ivar auth: whether authentication is offered at all on this endpoint.
     @ivar proxyProtocol: whether every connection starts with a PROXY v1/v2
         header from a load balancer (see L{mailsrv.policy.proxy}).
     @ivar trustedProxies: networks (C{"192.0.2.0/24"}) PROXY connections
         are accepted from; required when C{proxyProtocol} is set.
+    @ivar port: the port clients connect to, when it is not the one
+        listened on (systemd sockets, port forwarding); see
+        L{mailsrv.config.load.advertisedPort}.
     """
 
     name: str
@@ -60,6 +65,7 @@ class EndpointPolicy:
     auth: bool
     proxyProtocol: bool = False
     trustedProxies: tuple[str, ...] = ()
+    port: Optional[int] = None
 
     @property
     def implicitTLS(self) -> bool:

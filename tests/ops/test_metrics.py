@@ -106,6 +106,26 @@ def test_http_endpoint_defaults() -> None:
     assert b"incomingServer" not in autoconfigXML(config, "example.test")
 
 
+def test_client_settings_for_systemd_sockets() -> None:
+    """
+    Endpoints on systemd sockets are advertised on their standard ports
+    (or their C{port} key), since no listen address says which.
+    """
+    config = parseConfig(
+        {
+            "endpoints": {
+                "imaps": {"listen": ["systemd:imaps"]},
+                "submission": {"listen": ["systemd:submission"], "port": 2587},
+            }
+        },
+        "t",
+    )
+    assert [(s.kind, s.port, s.implicitTLS) for s in clientServers(config)] == [
+        ("imap", 993, True),
+        ("smtp", 2587, False),
+    ]
+
+
 def test_queue_gauges_and_deliveries(tmp_path) -> None:
     """
     Queue size and oldest age per state come from the spool directories;
