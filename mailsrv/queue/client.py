@@ -82,6 +82,8 @@ class ReplyReader(protocol.Protocol):
         self._waiting: deque[defer.Deferred[SMTPReply]] = deque()
         self._timer: Any = None
         self._lost: Optional[Failure] = None
+        # The negotiated TLS (a TLSInfo) once the handshake completed.
+        self.tls: Any = None
 
     # -- wire ------------------------------------------------------------
 
@@ -192,12 +194,16 @@ class ClientOptions:
         for relay hosts: the password must never travel in clear.
     @ivar implicitTLS: the connection is TLS from the start.
     @ivar username/password: AUTH PLAIN (or LOGIN) after TLS.
+    @ivar verifiesTLS: whether the TLS creators check the server's
+        certificate and name (the handshake fails otherwise), so that a
+        TLS session established with them is a verified one.
     """
 
     heloName: str
     startTLS: Any = None
     requireTLS: bool = False
     implicitTLS: bool = False
+    verifiesTLS: bool = False
     username: Optional[str] = None
     password: Optional[str] = dataclasses.field(default=None, repr=False)
 
@@ -318,6 +324,7 @@ async def _transaction(
         else:
             log.info("STARTTLS refused by {peer}: {reply}", peer=peerName, reply=str(reply), **context)
     info = negotiatedTLS(reader.transport) if tlsUp else None
+    reader.tls = info
     if info is not None:
         log.info(
             "TLS with {peer}: {tlsVersion} {cipher}",

@@ -39,6 +39,10 @@ class Outcome:
     @ivar status: RFC 3463 enhanced status code.
     @ivar diagnostic: the server's reply, or our own reason.
     @ivar remoteMta: the server that answered, if one did.
+    @ivar relay: C{name[address]:port} of the server the conversation was
+        with (Postfix's C{relay=}), or C{none} when none was reached.
+    @ivar tlsVersion: the TLS version of that conversation, or C{""}.
+    @ivar tlsVerified: whether its certificate and name were verified.
     """
 
     address: str
@@ -46,6 +50,9 @@ class Outcome:
     status: str
     diagnostic: str
     remoteMta: str = ""
+    relay: str = "none"
+    tlsVersion: str = ""
+    tlsVerified: bool = False
 
 
 # Connect to (address, port), with an optional TLS client creator for
@@ -177,14 +184,15 @@ class MXDeliverer:
             implicitTLS=implicit,
             username=self.relay.username,
             password=self.relay.password,
+            verifiesTLS=self.relay.verify,
         )
         return options, self._relayCreator if implicit else None
 
     async def _deliverBatch(
         self, destination: str, batch: list[str], entry: QueueEntry, path: Path, context: dict[str, Any]
     ) -> list[Outcome]:
-        def everyone(kind: str, status: str, diagnostic: str, mta: str = "") -> list[Outcome]:
-            return [Outcome(r, kind, status, diagnostic, mta) for r in batch]
+        def everyone(kind: str, status: str, diagnostic: str, mta: str = "", relay: str = "none") -> list[Outcome]:
+            return [Outcome(r, kind, status, diagnostic, mta, relay) for r in batch]
 
         try:
             hosts = await self._hosts(destination)
@@ -196,6 +204,8 @@ class MXDeliverer:
             return everyone(PERMANENT, "5.1.2", e.message)
         options, implicitCreator = self._options()
         lastError = f"no reachable mail server for {destination}"
+        # The last server that answered at all, for the attempt's log line.
+        lastPeer = "none"
         for name, port in hosts:
             try:
                 addresses = await hostAddresses(self.resolver, name, self.dnsTimeout)
@@ -219,20 +229,27 @@ class MXDeliverer:
                     )
                 except HostFailure as e:
                     lastError = e.diagnostic
+                    lastPeer = peer
                     self.log.info("{peer}: {error}; trying the next server", peer=peer, error=e.diagnostic, **context)
                     continue
+                # One line per recipient and attempt is logged by the
+                # scheduler, which knows the attempt number and the outcome.
+                tlsVersion = reader.tls.version if reader.tls is not None else ""
                 outcomes = []
                 for res in results:
                     code = res.reply.code
                     kind = DELIVERED if 200 <= code < 300 else PERMANENT if 500 <= code < 600 else TEMPORARY
-                    outcomes.append(Outcome(res.address, kind, res.reply.status, str(res.reply), name))
-                    self.log.info(
-                        "{rcpt} via {peer}: {kind} ({reply})",
-                        rcpt=res.address,
-                        peer=peer,
-                        kind=kind,
-                        reply=str(res.reply),
-                        **context,
+                    outcomes.append(
+                        Outcome(
+                            res.address,
+                            kind,
+                            res.reply.status,
+                            str(res.reply),
+                            name,
+                            relay=peer,
+                            tlsVersion=tlsVersion,
+                            tlsVerified=bool(tlsVersion) and options.verifiesTLS,
+                        )
                     )
                 return outcomes
-        return everyone(TEMPORARY, "4.4.1", lastError)
+        return everyone(TEMPORARY, "4.4.1", lastError, relay=lastPeer)

@@ -19,6 +19,7 @@ is tried again (delivered twice, never lost).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 from twisted.internet import defer, task
@@ -34,6 +35,9 @@ from mailsrv.queue.bounce import buildBounce, originalHeaders, MAX_RETURNED_HEAD
 from mailsrv.queue.relay import DELIVERED, PERMANENT, Outcome
 from mailsrv.queue.spool import BOUNCED, FAILED, PENDING, QueueEntry, Spool
 from pathlib import Path
+
+# name[address]:port, as the deliverer names the server it talked to.
+_RELAY = re.compile(r"^(.*)\[([^\]]*)\]:\d+$")
 
 # Run a blocking callable off the reactor thread.
 RunBlocking = Callable[..., "defer.Deferred[Any]"]
@@ -206,6 +210,7 @@ class Scheduler:
             return None
         path = self.spool.messagePath("active", queueId)
         pending = entry.pending()
+        outcomes: list[Outcome] = []
         if pending:
             outcomes = await self.deliverer.deliver(entry, [r.address for r in pending], path, context)
             byAddress = {o.address: o for o in outcomes}
@@ -224,6 +229,7 @@ class Scheduler:
                 r.state = FAILED
                 r.diagnostic = f"delivery time expired; last problem: {r.diagnostic or 'unknown'}"
                 r.status = r.status if r.status.startswith("4.") else "4.4.7"
+        self._logAttempt(entry, outcomes, now, context)
         failed = [r for r in entry.recipients if r.state == FAILED]
         if failed:
             if not entry.sender:
@@ -265,6 +271,47 @@ class Scheduler:
             **context,
         )
         return entry.nextAttempt
+
+    def _logAttempt(self, entry: QueueEntry, outcomes: list[Outcome], now: float, context: dict[str, Any]) -> None:
+        """
+        One line per recipient tried, after Postfix's C{to=<...>, relay=...,
+        delay=..., dsn=..., status=sent (...)}: what an operator greps for
+        when asked where a message went.  C{status} is C{sent}, C{deferred}
+        (tried again later), C{bounced} (refused for good) or C{expired}
+        (deferred past the queue lifetime); the last two are returned to
+        the sender.
+        """
+        states = {r.address: r.state for r in entry.recipients}
+        for outcome in outcomes:
+            if outcome.kind == DELIVERED:
+                status = "sent"
+            elif outcome.kind == PERMANENT:
+                status = "bounced"
+            else:
+                status = "expired" if states.get(outcome.address) == FAILED else "deferred"
+            relay = _RELAY.match(outcome.relay)
+            if outcome.tlsVersion:
+                tls = f"{outcome.tlsVersion} {'verified' if outcome.tlsVerified else 'unverified'}"
+            else:
+                tls = "none"
+            self.log.info(
+                "{msgId}: to=<{rcpt}>, relay={relay}, tls={tls}, attempt={attempt}, delay={delay}, "
+                "dsn={dsn}, status={status} ({reply})",
+                rcpt=outcome.address,
+                mailFrom=entry.sender,
+                relay=outcome.relay,
+                relayHost=relay.group(1) if relay else None,
+                relayIP=relay.group(2) if relay else None,
+                tls=tls,
+                tlsVersion=outcome.tlsVersion or None,
+                tlsVerified=outcome.tlsVerified,
+                attempt=entry.attempts + 1,
+                delay=round(max(0.0, now - entry.createdAt), 2),
+                dsn=outcome.status,
+                status=status,
+                reply=outcome.diagnostic,
+                **context,
+            )
 
     def _delayWarningDue(self, entry: QueueEntry, now: float) -> bool:
         """

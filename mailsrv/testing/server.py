@@ -68,7 +68,11 @@ class RunningServer(Daemon):
     C{root}, listening on free loopback ports.
 
     @ivar ports: endpoint name -> port.
+    @ivar logger: a C{twistd --logger} observer factory (e.g.
+        C{mailsrv.logs.jsonLogger}), or L{None} for twistd's text log.
     """
+
+    logger: Optional[str] = None
 
     def __init__(
         self,
@@ -137,6 +141,7 @@ class RunningServer(Daemon):
                 "--nodaemon",
                 "--pidfile=",
                 "--logfile=-",
+                *([f"--logger={self.logger}"] if self.logger else []),
                 "mailsrv",
                 "--config",
                 str(self.configFile),

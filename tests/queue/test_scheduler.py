@@ -10,7 +10,8 @@ import email
 from pathlib import Path
 from typing import Any, Sequence
 
-from twisted.internet import task
+from twisted.internet import defer, task
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -35,6 +36,8 @@ class ScriptedDeliverer:
     def __init__(self, script: list[dict[str, str]]) -> None:
         self.script = script
         self.calls: list[list[str]] = []
+        self.relay = "mx.remote.test[127.0.0.1]:25"
+        self.tlsVersion = "TLSv1.3"
 
     async def deliver(self, entry: QueueEntry, recipients: Sequence[str], path: Path, context: Any) -> list[Outcome]:
         self.calls.append(list(recipients))
@@ -43,7 +46,9 @@ class ScriptedDeliverer:
         for r in recipients:
             kind = answers.get(r, DELIVERED)
             code = {DELIVERED: "250 2.0.0 ok", TEMPORARY: "451 4.3.0 later", PERMANENT: "550 5.1.1 unknown"}[kind]
-            out.append(Outcome(r, kind, code.split()[1], code, "mx.remote.test"))
+            out.append(
+                Outcome(r, kind, code.split()[1], code, "mx.remote.test", self.relay, self.tlsVersion, bool(self.tlsVersion))
+            )
         return out
 
 
@@ -175,3 +180,64 @@ class SchedulerTests(SynchronousTestCase):
                 checkQueueId(bad)
             with self.assertRaises(QueueIdError):
                 self.spool.path("deferred", bad)
+
+
+class AttemptLogTests(SynchronousTestCase):
+    """
+    One summary line per recipient and attempt, with structured fields.
+    """
+
+    scheduler = SchedulerTests.scheduler
+    enqueue = SchedulerTests.enqueue
+
+    def setUp(self) -> None:
+        SchedulerTests.setUp(self)  # type: ignore[arg-type]
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def attempts(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("log_format", "").startswith("{msgId}: to=<{rcpt}>")]
+
+    def test_sent_deferred_bounced_expired(self) -> None:
+        """
+        Each recipient's outcome is logged with the attempt number, the
+        delay since queueing, the DSN code and the reply; a recipient still
+        deferred at the end of the lifetime is logged as expired.
+        """
+        deliverer = ScriptedDeliverer([{"b@remote.test": TEMPORARY, "c@remote.test": PERMANENT}, {"b@remote.test": TEMPORARY}])
+        deliverer.relay = "mx.remote.test[192.0.2.25]:25"
+        s = Scheduler(self.spool, deliverer, self.clock, synchronous, QueueConfig(retryInitial=300, lifetime=200), "mail.example.test")
+        s.bounceTarget = self.bounces
+        self.successResultOf(defer.Deferred.fromCoroutine(s.start()))
+        self.addCleanup(s.stop)
+        queueId = self.enqueue(s, "alice@example.test", ["a@remote.test", "b@remote.test", "c@remote.test"])
+        self.clock.advance(0)
+        first = {e["rcpt"]: e for e in self.attempts()}
+        self.assertEqual({r: e["status"] for r, e in first.items()}, {"a@remote.test": "sent", "b@remote.test": "deferred", "c@remote.test": "bounced"})
+        a = first["a@remote.test"]
+        self.assertEqual(
+            (a["msgId"], a["attempt"], a["delay"], a["dsn"], a["reply"], a["relayHost"], a["relayIP"], a["tls"], a["mailFrom"]),
+            (queueId, 1, 0.0, "2.0.0", "250 2.0.0 ok", "mx.remote.test", "192.0.2.25", "TLSv1.3 verified", "alice@example.test"),
+        )
+        self.assertEqual(
+            formatEvent(first["c@remote.test"]),
+            f"{queueId}: to=<c@remote.test>, relay=mx.remote.test[192.0.2.25]:25, tls=TLSv1.3 verified, "
+            "attempt=1, delay=0.0, dsn=5.1.1, status=bounced (550 5.1.1 unknown)",
+        )
+        self.clock.advance(200)
+        last = self.attempts()[-1]
+        self.assertEqual((last["rcpt"], last["status"], last["attempt"], last["delay"]), ("b@remote.test", "expired", 2, 200.0))
+        self.assertEqual(len(self.attempts()), 4)
+
+    def test_no_server_reached(self) -> None:
+        """
+        When no server answered, relay is none and TLS is none.
+        """
+        deliverer = ScriptedDeliverer([{"a@remote.test": TEMPORARY}])
+        deliverer.relay, deliverer.tlsVersion = "none", ""
+        s = self.scheduler(deliverer)
+        self.enqueue(s, "alice@example.test", ["a@remote.test"])
+        self.clock.advance(0)
+        (event,) = self.attempts()
+        self.assertEqual((event["relay"], event["relayHost"], event["tls"], event["tlsVersion"], event["status"]), ("none", None, "none", None, "deferred"))
