@@ -11,6 +11,7 @@ generic; details belong in the log.
 from __future__ import annotations
 
 import enum
+from typing import Optional
 
 
 class ErrorKind(enum.Enum):
@@ -27,6 +28,23 @@ class ErrorKind(enum.Enum):
     RATE_LIMITED = "rate-limited"  # over a sending rate limit; later is fine
 
 
+# The reason logged (and counted on /metrics) for a refusal of each kind,
+# unless the code raising it names a more precise one.
+_REASONS = {
+    ErrorKind.NOT_FOUND: "unknown-user",
+    ErrorKind.NO_QUOTA: "quota",
+    ErrorKind.TOO_BIG: "size",
+    ErrorKind.TOO_MANY: "too-many",
+    ErrorKind.POLICY: "policy",
+    ErrorKind.SYNTAX: "syntax",
+    ErrorKind.TEMP: "local-error",
+    ErrorKind.PERM: "refused",
+    ErrorKind.SENDER: "sender-not-owned",
+    ErrorKind.REJECTED: "filter",
+    ErrorKind.RATE_LIMITED: "rate-limited",
+}
+
+
 class MailError(Exception):
     """
     A failure a client should hear about.
@@ -34,13 +52,19 @@ class MailError(Exception):
     @ivar kind: what went wrong, protocol-neutral.
     @ivar message: client-visible text (no secrets, no internal paths).
     @ivar temporary: whether retrying later may succeed.
+    @ivar reason: one stable word for logs and metrics (C{relay-denied},
+        C{unknown-user}, a filter's name...); by default derived from the
+        kind.
     """
 
-    def __init__(self, kind: ErrorKind, message: str, *, temporary: bool = False) -> None:
+    def __init__(
+        self, kind: ErrorKind, message: str, *, temporary: bool = False, reason: Optional[str] = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.temporary = temporary
+        self.reason = reason or _REASONS.get(kind, kind.value)
 
     def __repr__(self) -> str:
         return (

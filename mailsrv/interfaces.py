@@ -469,12 +469,15 @@ class FilterResult:
         prepend to the message.
     @ivar kind: the error kind of a REJECT or TEMPFAIL when it is not the
         usual L{ErrorKind.REJECTED} (a virus is refused as C{POLICY}, 554).
+    @ivar reason: the refusal's reason in logs and metrics when the
+        filter's name is not precise enough (C{spf}, C{dmarc}).
     """
 
     action: FilterAction = FilterAction.ACCEPT
     reply: Optional[str] = None
     addHeaders: tuple[str, ...] = ()
     kind: Optional[ErrorKind] = None
+    reason: Optional[str] = None
 
 
 ACCEPT = FilterResult()

@@ -25,6 +25,22 @@ from zope.interface import implementer
 _INTERNAL = frozenset({"log_logger", "log_source", "log_io", "log_trace", "log_legacy", "log_observer"})
 
 
+def _isJSON(value: Any, depth: int = 0) -> bool:
+    """
+    Whether C{value} is a JSON scalar, or a list or string-keyed dict of
+    them (the filter verdicts of a message), kept as such in the record.
+    """
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return True
+    if depth > 2:
+        return False
+    if isinstance(value, (list, tuple)):
+        return all(_isJSON(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _isJSON(v, depth + 1) for k, v in value.items())
+    return False
+
+
 def eventAsRecord(event: dict[str, Any]) -> dict[str, Any]:
     """
     A flat, JSON-serialisable record of a log event.
@@ -38,7 +54,7 @@ def eventAsRecord(event: dict[str, Any]) -> dict[str, Any]:
     for key, value in event.items():
         if key.startswith("log_") or key in _INTERNAL or key in record:
             continue
-        record[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+        record[key] = value if _isJSON(value) else repr(value)
     failure = event.get("log_failure")
     if failure is not None:
         record["failure"] = failure.getTraceback()

@@ -85,6 +85,19 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.deliveryAttempts = Counter(
+            "mailsrv_delivery_attempts",
+            "Outbound delivery attempts per recipient by status (sent, deferred, bounced, expired), "
+            "TLS version (none without TLS) and whether the certificate was verified",
+            ["status", "tls", "verified"],
+            registry=r,
+        )
+        self.filterVerdicts = Counter(
+            "mailsrv_filter_verdicts",
+            "Filter verdicts: reject and tempfail per refusal, accept, add-header and quarantine per message",
+            ["filter", "verdict"],
+            registry=r,
+        )
         self.connections = Counter(
             "mailsrv_connections", "Client connections accepted", ["endpoint", "protocol"], registry=r
         )
@@ -102,8 +115,8 @@ class Metrics:
         )
         self.rejections = Counter(
             "mailsrv_smtp_rejections",
-            "SMTP commands refused, by stage and reply code",
-            ["endpoint", "stage", "code"],
+            "SMTP connections, commands and messages refused, by stage, reply code and reason",
+            ["endpoint", "stage", "code", "reason"],
             registry=r,
         )
         self.proxyRefused = Counter(
@@ -154,7 +167,7 @@ def _authOutcome(protocol: str) -> Callable[[Metrics, dict[str, Any]], None]:
 
 def _rejection(stage: str) -> Callable[[Metrics, dict[str, Any]], None]:
     def count(m: Metrics, event: dict[str, Any]) -> None:
-        m.rejections.labels(_label(event, "endpoint"), stage, _label(event, "code")).inc()
+        m.rejections.labels(_label(event, "endpoint"), stage, _label(event, "code"), _label(event, "reason")).inc()
 
     return count
 
@@ -165,7 +178,7 @@ def _accepted(m: Metrics, event: dict[str, Any]) -> None:
 
 def _refused(m: Metrics, event: dict[str, Any]) -> None:
     m.messages.labels(_label(event, "endpoint"), "rejected").inc()
-    m.rejections.labels(_label(event, "endpoint"), "data", _label(event, "code")).inc()
+    m.rejections.labels(_label(event, "endpoint"), "data", _label(event, "code"), _label(event, "reason")).inc()
 
 
 def _tls(m: Metrics, event: dict[str, Any]) -> None:
@@ -183,6 +196,28 @@ def _queueDone(m: Metrics, event: dict[str, Any]) -> None:
 
 def _queueDeferred(m: Metrics, event: dict[str, Any]) -> None:
     m.deliveries.labels("deferred").inc()
+
+
+def _deliveryAttempt(m: Metrics, event: dict[str, Any]) -> None:
+    m.deliveryAttempts.labels(
+        _label(event, "status"),
+        event.get("tlsVersion") or "none",
+        "true" if event.get("tlsVerified") else "false",
+    ).inc()
+
+
+def _filterRefusal(m: Metrics, event: dict[str, Any]) -> None:
+    m.filterVerdicts.labels(_label(event, "filter"), _label(event, "verdict")).inc()
+    if event.get("stage") == "connection":
+        # The SMTP server answers these before any command (554, or 421
+        # and close); the other stages have their own refusal lines.
+        code = "421" if event.get("verdict") == "tempfail" else "554"
+        m.rejections.labels(_label(event, "endpoint"), "connect", code, _label(event, "reason")).inc()
+
+
+def _filterVerdicts(m: Metrics, event: dict[str, Any]) -> None:
+    for name, verdict in dict(event.get("verdicts") or {}).items():
+        m.filterVerdicts.labels(str(name)[:64], str(verdict)[:64]).inc()
 
 
 def _reload(m: Metrics, event: dict[str, Any]) -> None:
@@ -205,6 +240,10 @@ _PREFIXES: tuple[tuple[str, Callable[[Metrics, dict[str, Any]], None]], ...] = (
     ("PROXY connection from {peer} on {endpoint} refused", _proxy),
     ("Queue entry {msgId} done:", _queueDone),
     ("Queue entry {msgId} deferred", _queueDeferred),
+    ("{msgId}: to=<{rcpt}>", _deliveryAttempt),
+    ("Filter {filter} rejected", _filterRefusal),
+    ("Filter {filter} deferred", _filterRefusal),
+    ("Filter verdicts for {msgId}", _filterVerdicts),
     ("Reload refused", _reload),
     ("Reloaded {source}", _reload),
 )

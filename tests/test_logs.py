@@ -20,13 +20,23 @@ def test_structured_fields_become_keys() -> None:
     out = io.StringIO()
     publisher = LogPublisher(JSONLinesObserver(out))
     log = Logger(namespace="mailsrv.test", observer=publisher)
-    log.info("Accepted {msgId} from {peer}", msgId="abc", peer="192.0.2.1", size=42, thing=object())
+    log.info(
+        "Accepted {msgId} from {peer}",
+        msgId="abc",
+        peer="192.0.2.1",
+        size=42,
+        thing=object(),
+        verdicts={"rspamd": "add-header"},
+        nested={"x": [object()]},
+    )
     [line] = out.getvalue().splitlines()
     record = json.loads(line)
     assert record["text"] == "Accepted abc from 192.0.2.1"
     assert (record["msgId"], record["peer"], record["size"], record["level"]) == ("abc", "192.0.2.1", 42, "info")
     assert record["namespace"] == "mailsrv.test"
     assert record["thing"].startswith("<object object")
+    assert record["verdicts"] == {"rspamd": "add-header"}
+    assert isinstance(record["nested"], str)
 
 
 def test_failures_carry_traceback() -> None:

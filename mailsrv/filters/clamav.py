@@ -233,7 +233,10 @@ class ClamAVFilter(Filter):
             )
             # 554 5.7.1, as clamav-milter and amavis answer for viruses.
             return FilterResult(
-                FilterAction.REJECT, f"Message rejected: virus found ({result.signature})", kind=ErrorKind.POLICY
+                FilterAction.REJECT,
+                f"Message rejected: virus found ({result.signature})",
+                kind=ErrorKind.POLICY,
+                reason="virus",
             )
         self.log.debug("Virus scan: clean", **context)
         return ACCEPT

@@ -249,7 +249,7 @@ class GreylistFilter(Filter):
             endpoint=session.endpoint.name,
             msgId=envelope.messageId,
         )
-        return defer.succeed(FilterResult(FilterAction.TEMPFAIL, GREYLISTED))
+        return defer.succeed(FilterResult(FilterAction.TEMPFAIL, GREYLISTED, reason="greylisted"))
 
 
 def greylistFilters(config: "Config", reactor: Any) -> list[GreylistFilter]:

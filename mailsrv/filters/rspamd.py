@@ -330,9 +330,9 @@ class RspamdFilter(Filter):
         )
         headers = result.headers()
         if result.action == "reject":
-            return FilterResult(FilterAction.REJECT, _clean(result.message or "Spam message rejected"))
+            return FilterResult(FilterAction.REJECT, _clean(result.message or "Spam message rejected"), reason="spam")
         if result.action == "soft reject":
-            return FilterResult(FilterAction.TEMPFAIL, _clean(result.message or "Try again later"))
+            return FilterResult(FilterAction.TEMPFAIL, _clean(result.message or "Try again later"), reason="spam")
         self.results[envelope.messageId] = result
         while len(self.results) > _MAX_PENDING:
             self.results.popitem(last=False)

@@ -479,9 +479,9 @@ class SenderAuthFilter(Filter):
             msgId=envelope.messageId,
         )
         if result.result == "fail" and self.spfFailAction == "reject":
-            return FilterResult(FilterAction.REJECT, f"SPF check failed for {result.domain}")
+            return FilterResult(FilterAction.REJECT, f"SPF check failed for {result.domain}", reason="spf")
         if result.result == "temperror" and self.spfFailAction == "reject":
-            return FilterResult(FilterAction.TEMPFAIL, "SPF check could not complete, try again later")
+            return FilterResult(FilterAction.TEMPFAIL, "SPF check could not complete, try again later", reason="spf")
         return ACCEPT
 
     def checkMessage(
@@ -516,6 +516,7 @@ class SenderAuthFilter(Filter):
                         FilterAction.REJECT,
                         f"Message rejected by the DMARC policy of {dmarc.fromDomain}",
                         addHeaders=(header,),
+                        reason="dmarc",
                     )
                 return FilterResult(FilterAction.QUARANTINE, addHeaders=(header,))
             if dmarc.policy == "quarantine":

@@ -46,12 +46,26 @@ from mailsrv.pipeline.routing import Router
 log = Logger()
 
 
+# Verdicts a filter can give a message that goes on, mildest first: the
+# message's verdict for a filter is the strongest it gave at any stage.
+_VERDICT_RANK = {"accept": 0, "add-header": 1, "quarantine": 2}
+
+
 async def runStage(
-    filters: Sequence[IFilter], stage: Callable[[IFilter], Any], context: dict[str, Any]
+    filters: Sequence[IFilter],
+    stage: Callable[[IFilter], Any],
+    context: dict[str, Any],
+    verdicts: Optional[dict[str, str]] = None,
+    stageName: str = "",
 ) -> FilterResult:
     """
     Run one stage over every filter and combine the results.
 
+    Refusals are logged here, one line each (C{Filter NAME rejected: ...},
+    with C{verdict}, C{reason} and C{stage} fields).
+
+    @param verdicts: filter name -> the strongest verdict it gave so far
+        (C{accept}, C{add-header}, C{quarantine}), updated in place.
     @return: an ACCEPT or QUARANTINE result carrying every filter's headers.
     @raise MailError: for the first REJECT or TEMPFAIL, or a filter that
         fails (fail mode: temporary failure, so no mail is lost).
@@ -61,23 +75,48 @@ async def runStage(
     for f in filters:
         try:
             result = await defer.maybeDeferred(stage, f)
-        except MailError:
+        except MailError as e:
+            # A filter that refuses by raising (the rate limit) is logged
+            # like one that returns its refusal.
+            _logRefusal(f.name, e.temporary, e.message, e.reason, stageName, context)
             raise
         except Exception:
             log.failure("Filter {filter} failed", filter=f.name, **context)
             raise MailError(ErrorKind.TEMP, "Temporary local problem, try again later", temporary=True)
         headers.extend(result.addHeaders)
-        if result.action is FilterAction.REJECT:
-            log.info("Filter {filter} rejected: {reply}", filter=f.name, reply=result.reply, **context)
-            raise MailError(result.kind or ErrorKind.REJECTED, result.reply or "Message rejected")
-        if result.action is FilterAction.TEMPFAIL:
-            log.info("Filter {filter} deferred: {reply}", filter=f.name, reply=result.reply, **context)
-            raise MailError(result.kind or ErrorKind.REJECTED, result.reply or "Try again later", temporary=True)
+        if result.action in (FilterAction.REJECT, FilterAction.TEMPFAIL):
+            temporary = result.action is FilterAction.TEMPFAIL
+            reason = result.reason or f.name
+            reply = result.reply or ("Try again later" if temporary else "Message rejected")
+            _logRefusal(f.name, temporary, result.reply, reason, stageName, context)
+            raise MailError(result.kind or ErrorKind.REJECTED, reply, temporary=temporary, reason=reason)
         if result.action is FilterAction.QUARANTINE:
-            log.info("Filter {filter} quarantined the message", filter=f.name, **context)
+            log.info("Filter {filter} quarantined the message", filter=f.name, stage=stageName, **context)
             quarantine = True
+        if verdicts is not None:
+            verdict = (
+                "quarantine"
+                if result.action is FilterAction.QUARANTINE
+                else "add-header" if result.addHeaders else "accept"
+            )
+            if _VERDICT_RANK[verdict] >= _VERDICT_RANK.get(verdicts.get(f.name, "accept"), 0):
+                verdicts[f.name] = verdict
     return FilterResult(
         FilterAction.QUARANTINE if quarantine else FilterAction.ACCEPT, addHeaders=tuple(headers)
+    )
+
+
+def _logRefusal(
+    name: str, temporary: bool, reply: Optional[str], reason: str, stageName: str, context: dict[str, Any]
+) -> None:
+    log.info(
+        "Filter {filter} deferred: {reply}" if temporary else "Filter {filter} rejected: {reply}",
+        filter=name,
+        reply=reply,
+        verdict="tempfail" if temporary else "reject",
+        reason=reason,
+        stage=stageName,
+        **context,
     )
 
 
@@ -118,7 +157,9 @@ class Pipeline:
 
     def checkConnection(self, session: Session) -> "defer.Deferred[None]":
         async def check() -> None:
-            await runStage(self.filters, lambda f: f.checkConnection(session), _context(session))
+            await runStage(
+                self.filters, lambda f: f.checkConnection(session), _context(session), stageName="connection"
+            )
 
         return defer.Deferred.fromCoroutine(check())
 
@@ -147,6 +188,7 @@ class _PipelineDelivery:
         self._finished = False
         self._quarantine = False
         self._headers: list[str] = []
+        self._verdicts: dict[str, str] = {}
         self._spool: Optional[SpooledMessage] = None
         if pipeline.filters or pipeline.modifiers:
             self._spool = SpooledMessage(pipeline.spoolDir)
@@ -166,6 +208,8 @@ class _PipelineDelivery:
                     self._pipeline.filters,
                     lambda f: f.checkSender(self._session, self._envelope),
                     _context(self._session, self._envelope),
+                    self._verdicts,
+                    "sender",
                 )
             )
 
@@ -180,7 +224,9 @@ class _PipelineDelivery:
 
     async def _remoteDelivery(self) -> IDelivery:
         if self._pipeline.remote is None:
-            raise MailError(ErrorKind.POLICY, "Relaying to other domains is not enabled on this server")
+            raise MailError(
+                ErrorKind.POLICY, "Relaying to other domains is not enabled on this server", reason="relay-denied"
+            )
         if self._remote is None:
             remote = self._pipeline.remote.startDelivery(self._session, self._envelope)
             await remote.checkSender()
@@ -195,6 +241,8 @@ class _PipelineDelivery:
                     self._pipeline.filters,
                     lambda f: f.checkRecipient(self._session, self._envelope, recipient),
                     _context(self._session, self._envelope),
+                    self._verdicts,
+                    "recipient",
                 )
             )
             # Each target is asked in turn; an account counts as added only
@@ -276,8 +324,19 @@ class _PipelineDelivery:
                 self._pipeline.filters,
                 lambda f: f.checkMessage(self._session, self._envelope, message),
                 context,
+                self._verdicts,
+                "message",
             )
         )
+        if self._verdicts:
+            # Every filter's say on this message, in one line (and on
+            # /metrics as mailsrv_filter_verdicts_total).
+            log.info(
+                "Filter verdicts for {msgId}: {verdictText}",
+                verdictText=", ".join(f"{name}={verdict}" for name, verdict in self._verdicts.items()),
+                verdicts=dict(self._verdicts),
+                **context,
+            )
         for modifier in self._pipeline.modifiers:
             message.apply(await defer.maybeDeferred(modifier.modify, self._session, self._envelope, message))
         self._envelope.quarantined = self._quarantine

@@ -48,7 +48,7 @@ class Router:
         """
         if recipient.domain.startswith("[") or not self.directory.isLocalDomain(recipient.domain):
             if session.authenticatedAs is None:
-                raise MailError(ErrorKind.POLICY, "Relay access denied")
+                raise MailError(ErrorKind.POLICY, "Relay access denied", reason="relay-denied")
             return Route(RouteKind.REMOTE, remote=(recipient,))
         targets = self.directory.expandRecipient(f"{recipient.local.lower()}@{recipient.domain}")
         if not targets:

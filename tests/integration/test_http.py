@@ -186,7 +186,7 @@ def test_metrics_count_logged_events(web: RunningServer) -> None:
     assert delta("mailsrv_connections_total", endpoint="smtp", protocol="smtp") == 1
     assert delta("mailsrv_connections_total", endpoint="imaps", protocol="imap") == 2
     assert delta("mailsrv_messages_total", endpoint="smtp", result="accepted") == 1
-    assert delta("mailsrv_smtp_rejections_total", endpoint="smtp", stage="rcpt", code="550") == 1
+    assert delta("mailsrv_smtp_rejections_total", endpoint="smtp", stage="rcpt", code="550", reason="unknown-user") == 1
     assert delta("mailsrv_auth_attempts_total", protocol="imap", outcome="success") == 1
     assert delta("mailsrv_auth_attempts_total", protocol="imap", outcome="failure") == 1
     assert delta("mailsrv_tls_handshakes_total", endpoint="submissions", version="TLSv1.3") == 1

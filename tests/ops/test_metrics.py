@@ -39,7 +39,7 @@ def test_events_counted_while_service_runs() -> None:
     log.info("POP3 login {outcome} for {account} via {mechanism} from {peer} on {endpoint}", outcome="failure", account="a", mechanism="USER", peer="p", endpoint="pop3s")
     log.info("AUTH {outcome} for {account} from {peer} on {endpoint}", outcome="failure", account="a", peer="p", endpoint="submission")
     log.info("AUTH success for {account} from {peer} on {endpoint}", outcome="success", account="a", peer="p", endpoint="submission")
-    log.info("Refused {msgId}: {code} {text}", msgId="m", code=552, text="too big", endpoint="smtp")
+    log.info("Refused {msgId}: {code} {text}", msgId="m", code=552, text="too big", endpoint="smtp", reason="size")
     log.info("Something else {x}", x=1)
     service.stopService()
     log.info("SMTP connection from {peer} on {endpoint}", peer="192.0.2.1", endpoint="smtp")
@@ -48,7 +48,7 @@ def test_events_counted_while_service_runs() -> None:
     assert value(metrics, "mailsrv_auth_attempts_total", protocol="smtp", outcome="failure") == 1
     assert value(metrics, "mailsrv_auth_attempts_total", protocol="smtp", outcome="success") == 1
     assert value(metrics, "mailsrv_messages_total", endpoint="smtp", result="rejected") == 1
-    assert value(metrics, "mailsrv_smtp_rejections_total", endpoint="smtp", stage="data", code="552") == 1
+    assert value(metrics, "mailsrv_smtp_rejections_total", endpoint="smtp", stage="data", code="552", reason="size") == 1
 
 
 def test_malformed_event_ignored() -> None:

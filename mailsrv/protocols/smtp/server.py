@@ -80,6 +80,14 @@ MAX_BUFFERED = 256 * 1024
 COMMAND, DATA, BDAT, AUTH, CLOSED = "COMMAND", "DATA", "BDAT", "AUTH", "CLOSED"
 
 
+def _reason(failure: Failure) -> str:
+    """
+    The reason of a refusal in logs and metrics: the L{MailError}'s, or
+    C{local-error} for an unexpected failure.
+    """
+    return failure.value.reason if failure.check(MailError) else "local-error"
+
+
 @implementer(IHandshakeListener, IPushProducer)
 class SMTPServer(protocol.Protocol, TimeoutMixin):
     log = Logger()
@@ -585,6 +593,15 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return
         problem = checkMailParameters(params, self.limits.messageSize)
         if problem is not None:
+            self.log.info(
+                "MAIL FROM {mailFrom} refused: {code} {text}",
+                mailFrom=str(sender) if sender else "<>",
+                code=problem.code,
+                text=problem.text,
+                reason="size" if problem is R.TOO_BIG else "syntax",
+                sessionId=self.session.sessionId,
+                endpoint=self.policy.name,
+            )
             self._error(problem)
             return
         envelope = Envelope(mailFrom=sender, mailParams=params)
@@ -603,6 +620,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                 mailFrom=str(sender) if sender else "<>",
                 code=reply.code,
                 text=reply.text,
+                reason=_reason(failure),
                 sessionId=self.session.sessionId,
                 endpoint=self.policy.name,
             )
@@ -667,6 +685,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                 rcpt=str(recipient),
                 code=reply.code,
                 text=reply.text,
+                reason=_reason(failure),
                 sessionId=self.session.sessionId,
                 endpoint=self.policy.name,
             )
@@ -791,12 +810,12 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._delivery = None
         if receiver.bareNewline:
             delivery.abort()
-            self._logRefused(envelope, R.BARE_NEWLINE)
+            self._logRefused(envelope, R.BARE_NEWLINE, "bare-newline")
             self._error(R.BARE_NEWLINE)
             return
         if self._dataFailure is not None:
             reply = R.replyForError(self._dataFailure)
-            self._logRefused(envelope, reply)
+            self._logRefused(envelope, reply, self._dataFailure.reason)
             self._error(reply)
             return
         d = delivery.commit()
@@ -821,18 +840,19 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
         def failed(failure: Failure) -> None:
             reply = self._replyForFailure(failure)
-            self._logRefused(envelope, reply)
+            self._logRefused(envelope, reply, _reason(failure))
             self._error(reply)
 
         d.addCallbacks(committed, failed)
         self._wait(d)
 
-    def _logRefused(self, envelope: Envelope, reply: R.Reply) -> None:
+    def _logRefused(self, envelope: Envelope, reply: R.Reply, reason: str) -> None:
         self.log.info(
             "Refused {msgId}: {code} {text}",
             msgId=envelope.messageId,
             code=reply.code,
             text=reply.text,
+            reason=reason,
             sessionId=self.session.sessionId,
             endpoint=self.policy.name,
         )
