@@ -106,6 +106,9 @@ class Envelope:
     @ivar messageId: a queue id, unique on this host, safe in file names.
     @ivar quarantined: a filter asked for the message to go to the Junk
         folder instead of the INBOX.
+    @ivar filterVerdicts: filter name -> its verdict on the message
+        (C{accept}, C{add-header}, C{quarantine}), set by the pipeline
+        after the end-of-data checks, for the transaction's log line.
     """
 
     mailFrom: Optional[Address] = None
@@ -115,3 +118,4 @@ class Envelope:
     messageId: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
     receivedAt: float = dataclasses.field(default_factory=time.time)
     quarantined: bool = False
+    filterVerdicts: dict[str, str] = dataclasses.field(default_factory=dict)

@@ -94,7 +94,7 @@ class Metrics:
         )
         self.filterVerdicts = Counter(
             "mailsrv_filter_verdicts",
-            "Filter verdicts: reject and tempfail per refusal, accept, add-header and quarantine per message",
+            "Filter verdicts: reject and tempfail per refusal; accept, add-header and quarantine per accepted message",
             ["filter", "verdict"],
             registry=r,
         )
@@ -174,6 +174,8 @@ def _rejection(stage: str) -> Callable[[Metrics, dict[str, Any]], None]:
 
 def _accepted(m: Metrics, event: dict[str, Any]) -> None:
     m.messages.labels(_label(event, "endpoint"), "accepted").inc()
+    for name, verdict in dict(event.get("verdicts") or {}).items():
+        m.filterVerdicts.labels(str(name)[:64], str(verdict)[:64]).inc()
 
 
 def _refused(m: Metrics, event: dict[str, Any]) -> None:
@@ -215,11 +217,6 @@ def _filterRefusal(m: Metrics, event: dict[str, Any]) -> None:
         m.rejections.labels(_label(event, "endpoint"), "connect", code, _label(event, "reason")).inc()
 
 
-def _filterVerdicts(m: Metrics, event: dict[str, Any]) -> None:
-    for name, verdict in dict(event.get("verdicts") or {}).items():
-        m.filterVerdicts.labels(str(name)[:64], str(verdict)[:64]).inc()
-
-
 def _reload(m: Metrics, event: dict[str, Any]) -> None:
     m.reloads.labels(_label(event, "outcome")).inc()
 
@@ -243,7 +240,6 @@ _PREFIXES: tuple[tuple[str, Callable[[Metrics, dict[str, Any]], None]], ...] = (
     ("{msgId}: to=<{rcpt}>", _deliveryAttempt),
     ("Filter {filter} rejected", _filterRefusal),
     ("Filter {filter} deferred", _filterRefusal),
-    ("Filter verdicts for {msgId}", _filterVerdicts),
     ("Reload refused", _reload),
     ("Reloaded {source}", _reload),
 )

@@ -328,15 +328,9 @@ class _PipelineDelivery:
                 "message",
             )
         )
-        if self._verdicts:
-            # Every filter's say on this message, in one line (and on
-            # /metrics as mailsrv_filter_verdicts_total).
-            log.info(
-                "Filter verdicts for {msgId}: {verdictText}",
-                verdictText=", ".join(f"{name}={verdict}" for name, verdict in self._verdicts.items()),
-                verdicts=dict(self._verdicts),
-                **context,
-            )
+        # Every filter's say on the message, for the transaction's summary
+        # line (and mailsrv_filter_verdicts_total).
+        self._envelope.filterVerdicts = dict(self._verdicts)
         for modifier in self._pipeline.modifiers:
             message.apply(await defer.maybeDeferred(modifier.modify, self._session, self._envelope, message))
         self._envelope.quarantined = self._quarantine

@@ -219,3 +219,7 @@ def test_reasons_and_verdicts_on_metrics(server: RunningServer) -> None:
     assert tls in ("TLSv1.2", "TLSv1.3")
     assert delta(attempts, status="sent", tls=tls, verified="false") == 1
     assert delta(attempts, status="bounced", tls=tls, verified="false") == 1
+    # The transaction's summary line carries every filter's verdict.
+    quarantined = [line for line in server.log().splitlines() if "Accepted" in line and "a@quarantine.test" in line]
+    assert len(quarantined) == 1 and "senderauth=quarantine" in quarantined[0], quarantined
+    assert "filters dnsbl=accept ratelimit=accept greylist=accept" in quarantined[0]

@@ -824,7 +824,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             # One summary line per message, the line operators grep for.
             self.log.info(
                 "Accepted {msgId} from {mailFrom} to {rcpts}, {size} octets, "
-                "client {peer}, {tlsVersion}, auth {account}",
+                "client {peer}, {tlsVersion}, auth {account}, filters {verdictText}",
                 msgId=envelope.messageId,
                 mailFrom=str(envelope.mailFrom) if envelope.mailFrom else "<>",
                 rcpts=",".join(str(r) for r in envelope.recipients),
@@ -833,6 +833,8 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                 peer=self.session.peerHost,
                 tlsVersion=self.session.tls.version if self.session.tls else "no TLS",
                 account=self.session.authenticatedAs or "-",
+                verdicts=envelope.filterVerdicts,
+                verdictText=" ".join(f"{n}={v}" for n, v in envelope.filterVerdicts.items()) or "-",
                 sessionId=self.session.sessionId,
                 endpoint=self.policy.name,
             )
