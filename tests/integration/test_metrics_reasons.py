@@ -12,7 +12,6 @@ import base64
 import smtplib
 import ssl
 import urllib.request
-from pathlib import Path
 from typing import Iterator
 
 import pytest
