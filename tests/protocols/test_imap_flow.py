@@ -347,6 +347,75 @@ class FlowControlTests(IMAPTestMixin, unittest.SynchronousTestCase):
         stored = [m for m in self.store.openFolder(ALICE).messages()]
         self.assertEqual(len(stored), 2)
 
+    def test_longLiteralLinesQueuedWhole(self) -> None:
+        """
+        A LITERAL+ literal queued while the client is behind is kept as
+        octets, not split into command lines: a line of it longer than a
+        command line may be (here 20,000 octets, in three segments) is
+        stored intact, and what follows it is answered.
+        """
+        self.loggedIn()
+        self.transport.producer.pauseProducing()
+        self.transport.clear()
+        message = b"Subject: long\r\n\r\n" + b"x" * 20_000 + b"\r\nend\r\n"
+        stream = b"a NOOP\r\nb APPEND INBOX {%d+}\r\n%b\r\nc NOOP\r\n" % (len(message), message)
+        for start in range(0, len(stream), 9_000):
+            self.server.dataReceived(stream[start : start + 9_000])
+        self.assertEqual(self.transport.value(), b"")
+        self.transport.producer.resumeProducing()
+        self.pump()
+        out = self.transport.value()
+        self.assertNotIn(b"BAD", out)
+        self.assertIn(b"b OK [APPENDUID ", out)
+        self.assertTrue(out.endswith(b"c OK NOOP completed\r\n"), out)
+        folder = self.store.openFolder(ALICE)
+        [stored] = list(folder.messages())
+        self.assertEqual(folder.openMessage(stored.uid).read(), message)
+
+    def test_literalQueuedAcrossReplays(self) -> None:
+        """
+        A LITERAL+ literal still arriving when the queue is replayed, and
+        queued again because the output filled up meanwhile (a FETCH
+        larger than the write buffer), goes on being kept whole.
+        """
+        self.loggedIn()
+        first = b"Subject: big\r\n\r\n" + b"z\r\n" * 20_000
+        self.assertIn(b"a OK", self.send(b"a APPEND INBOX {%d+}\r\n%b\r\n" % (len(first), first)))
+        self.assertIn(b"s OK [READ-WRITE]", self.send(b"s SELECT INBOX\r\n"))
+        self.transport.producer.pauseProducing()
+        self.transport.clear()
+        message = b"Subject: split\r\n\r\n" + b"y" * 30_000 + b"\r\n"
+        self.server.dataReceived(b"f FETCH 1 BODY[]\r\nb APPEND INBOX {%d+}\r\n" % (len(message),) + message[:5_000])
+        self.transport.producer.resumeProducing()
+        self.server.dataReceived(message[5_000:] + b"\r\nc NOOP\r\n")
+        out = self.readAll(until=b"c OK NOOP completed\r\n")
+        self.assertIn(b"f OK", out)
+        self.assertNotIn(b"BAD", out)
+        self.assertIn(b"b OK [APPENDUID ", out)
+        folder = self.store.openFolder(ALICE)
+        stored = list(folder.messages())
+        self.assertEqual(len(stored), 2)
+        self.assertEqual(folder.openMessage(stored[1].uid).read(), message)
+
+    def test_nonReaderDroppedAfterCommandTimeout(self) -> None:
+        """
+        A client that reads none of its output for C{command_timeout} is
+        dropped (closing normally would wait for the buffer to drain);
+        one that reads in time is not.
+        """
+        self.loggedIn()
+        self.transport.producer.pauseProducing()
+        self.clock.advance(self.server.timeouts.command - 1)
+        self.transport.producer.resumeProducing()  # the client read
+        self.clock.advance(2)
+        self.assertFalse(self.transport.disconnecting)
+        self.transport.producer.pauseProducing()
+        self.server.dataReceived(b"n NOOP\r\n")
+        self.clock.advance(self.server.timeouts.command)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertIsNone(self.transport.producer)
+        self.assertTrue(any("read no output" in str(e.get("log_format")) for e in self.events))
+
     def test_starttlsQueuedBehindFullOutput(self) -> None:
         """
         STARTTLS queued while the client is behind still discards what was

@@ -116,6 +116,28 @@ class _Answered(Exception):
 
 _NON_SYNC_LITERAL = re.compile(rb"\{(\d{1,20})\+\}$")
 
+class _LiteralOctets(bytes):
+    """
+    Octets of a LITERAL+ literal queued behind a running command, replayed
+    as they are rather than as a line.
+    """
+
+
+def _literalStillToCome(queued: list[bytes]) -> int:
+    """
+    Octets of a LITERAL+ literal announced in C{queued} that have not
+    arrived yet.
+    """
+    outstanding = 0
+    for item in queued:
+        if isinstance(item, _LiteralOctets):
+            outstanding -= len(item)
+        else:
+            match = _NON_SYNC_LITERAL.search(item)
+            outstanding = int(match.group(1)) if match else 0
+    return max(outstanding, 0)
+
+
 # Octets of command lines queued behind a running command (a login being
 # checked or delayed, an APPEND) above which reading stops until it is done.
 MAX_QUEUED = 64 * 1024
@@ -201,6 +223,9 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         self._failureCall: Optional[IDelayedCall] = None
         self._replayQueue: list[bytes] = []
         self._queuedOctets = 0
+        # Octets still to come of a LITERAL+ literal announced by a queued
+        # line: they are queued as they are, not split into lines.
+        self._queuedLiteral = 0
         self._readPaused = False
         # Flow control of output (see _OutputProducer): whether it is
         # registered with the transport, whether the transport said its
@@ -212,6 +237,7 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         self._outputRegistered = False
         self._outputFull = False
         self._outputOver = False
+        self._stallCall: Optional[IDelayedCall] = None
         self._commandRunning = False
         self._roomWaiters: list[Deferred[None]] = []
         self._refeed = b""
@@ -267,6 +293,7 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         self._outputOver = True
         self._outputRegistered = False
         self._roomWaiters = []
+        self._cancelStallTimer()
         if self._failureCall is not None and self._failureCall.active():
             self._failureCall.cancel()
         self._failureCall = None
@@ -363,7 +390,12 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         C{MAX_QUEUED} octets of them wait (not at once: under TLS a full
         buffer may also mean the handshake is not over, and it needs to
         read to finish).
+
+        A client that reads nothing for C{command_timeout} is cut off:
+        closing normally would wait for the buffer to drain, forever.
         """
+        if self._stallCall is None:
+            self._stallCall = self._clock.callLater(self.timeouts.command, self._outputStalled)
         if self._closing():
             self._outputStepAside(final=True)
             return
@@ -378,6 +410,7 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         answer the queued lines unless a command is still running.
         """
         self._outputFull = False
+        self._cancelStallTimer()
         if self._closing():
             # A connection closing with its producer registered and paused
             # is only closed once that producer is unregistered.
@@ -388,6 +421,22 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
             waiter.callback(None)
         if not self._commandRunning and not self._outputFull and self.blocked is not None:
             self._unblock()
+
+    def _cancelStallTimer(self) -> None:
+        if self._stallCall is not None:
+            if self._stallCall.active():
+                self._stallCall.cancel()
+            self._stallCall = None
+
+    def _outputStalled(self) -> None:
+        self._stallCall = None
+        self.log.info(
+            "IMAP client read no output for {seconds:.0f} s, dropping the connection",
+            seconds=self.timeouts.command,
+            **self._logFields(),
+        )
+        self._outputStepAside(final=True)
+        self.transport.abortConnection()
 
     def _outputStopped(self) -> None:
         self._outputOver = True
@@ -445,11 +494,14 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         # Twisted's version sends the exception text to the client and logs
         # with the legacy logger; this one keeps internals in the log.
         if self.blocked is not None:
-            self.blocked.append(line)
-            self._queuedOctets += len(line) + 2
-            if self._queuedOctets > MAX_QUEUED and not self._readPaused:
-                self._readPaused = True
-                self.transport.pauseProducing()
+            self._queue(line, len(line) + 2)
+            literal = _NON_SYNC_LITERAL.search(line)
+            if literal is not None and int(literal.group(1)) > 0:
+                # The client sends the literal without waiting (RFC 7888):
+                # keep its octets whole, since a line of it may be longer
+                # than a command line may be.
+                self._queuedLiteral = int(literal.group(1))
+                self.setRawMode()
             return
         self.resetTimeout()
         if self.parseState in ("command", "pending") and line.endswith(b"+}"):
@@ -464,6 +516,29 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
             self.sendUntaggedResponse(b"BAD [SERVERBUG] Internal server error")
         if self._outputRegistered and self._closing():
             self._outputStepAside(final=True)
+
+    def _queue(self, item: bytes, octets: int) -> None:
+        """
+        Keep a line (or literal octets) received while commands wait, and
+        stop reading once C{MAX_QUEUED} octets of them wait.
+        """
+        assert self.blocked is not None
+        self.blocked.append(item)
+        self._queuedOctets += octets
+        if self._queuedOctets > MAX_QUEUED and not self._readPaused:
+            self._readPaused = True
+            self.transport.pauseProducing()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if not self._queuedLiteral:
+            super().rawDataReceived(data)
+            return
+        octets, rest = data[: self._queuedLiteral], data[self._queuedLiteral :]
+        self._queuedLiteral -= len(octets)
+        if self.blocked is not None:
+            self._queue(_LiteralOctets(octets), len(octets))
+        if not self._queuedLiteral:
+            self.setLineMode(rest)
 
     def _nonSyncLine(self, line: bytes) -> bytes:
         """
@@ -521,25 +596,38 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         commands = self.blocked or []
         self.blocked = None
         self._queuedOctets = 0
+        if self._queuedLiteral:
+            # Back to lines for the replay; the literal's line, replayed,
+            # opens it again and the rest of its octets are read as usual.
+            self._queuedLiteral = 0
+            self.setLineMode()
         # Kept on self so that STARTTLS can empty it (injection fix).
         self._replayQueue = commands
         # Like LineReceiver, disregard what follows a line that closed the
         # connection (LOGOUT, too many failed logins).
         while commands and self.blocked is None and not self._closing():
-            if self.line_mode:
+            if self.line_mode and not isinstance(commands[0], _LiteralOctets):
                 self.lineReceived(commands.pop(0))
                 continue
-            # A replayed line opened a LITERAL+ literal: the lines queued
-            # after it were split from the literal's bytes and go back to
-            # the raw stream, ahead of anything not yet parsed.
-            raw = b"".join(line + b"\r\n" for line in commands)
+            # A replayed line opened a LITERAL+ literal (or one was refused
+            # and its octets are to be read as lines, as if never queued):
+            # what was queued goes back to the raw stream, ahead of anything
+            # not yet parsed.
+            raw = b"".join(
+                item if isinstance(item, _LiteralOctets) else item + b"\r\n" for item in commands
+            )
             del commands[:]
             self._buffer = raw + self._buffer
             if not self._busyReceiving:
                 IMAP4Server.dataReceived(self, b"")
         if self.blocked is not None:
             self.blocked.extend(commands)
-            self._queuedOctets = sum(len(line) + 2 for line in self.blocked)
+            self._queuedOctets = sum(
+                len(item) if isinstance(item, _LiteralOctets) else len(item) + 2 for item in self.blocked
+            )
+            self._queuedLiteral = _literalStillToCome(self.blocked)
+            if self._queuedLiteral:
+                self.setRawMode()
             del commands[:]
         elif self._readPaused:
             self._readPaused = False
@@ -649,6 +737,7 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         discarded = len(self.clearLineBuffer()) + len(self._refeed)
         discarded += sum(len(line) + 2 for line in self._replayQueue)
         del self._replayQueue[:]
+        self._queuedLiteral = 0
         self._refeed = b""
         self._discardingLine = False
         self._pendingLiteral = None
