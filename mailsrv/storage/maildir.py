@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import shutil
 import stat
 import time
@@ -62,7 +63,6 @@ from mailsrv.storage.maildir_files import (
     crlfSizeOfFile,
     flagsFromLetters,
     lettersFor,
-    sizesFromBase,
     splitFilename,
 )
 from mailsrv.storage.maildir_account import (
@@ -133,6 +133,9 @@ class _Entry:
 
 #: What L{folderStamp} looks at for a Maildir folder.
 _STAMPED = ("cur", "new", UIDLIST_NAME, KEYWORDS_NAME)
+
+#: The CRLF size in a base name (see L{sizesFromBase}).
+_CRLF_SIZE = re.compile(r",W=(\d+)")
 
 #: Up to this many missing summaries are built on the reactor thread; more
 #: go to a thread.
@@ -248,11 +251,13 @@ class MaildirFolder:
             raise temporaryError()
         flagSets: dict[str, frozenset[str]] = {}
         entries: dict[int, _Entry] = {}
+        # Sizes learnt by reading a file, to be kept in the uidlist.
+        measured: dict[str, int] = {}
         for record in result.uidList.records:
             subdir, filename = result.files[record.base]
             try:
                 size, date = cache.get(record.base) or self._measure(
-                    subdir, filename, record
+                    subdir, filename, record, measured
                 )
             except FileNotFoundError:
                 continue  # expunged by someone else since the scan
@@ -270,6 +275,11 @@ class MaildirFolder:
                 modSeq=modSeqs[record.base],
             )
             entries[record.uid] = _Entry(info, subdir, filename, record.extension("P"))
+        if measured:
+            try:
+                self._store._meta.recordSizes(self._path, measured)
+            except OSError:
+                self.log.failure("Cannot record message sizes in {folder}", folder=key)
         self._store._infoCache[key] = newCache
         self._entries = entries
         self._sharedEntries = True
@@ -291,21 +301,29 @@ class MaildirFolder:
             self._highestModSeq,
         )
 
-    def _measure(self, subdir: str, filename: str, record: UidRecord) -> tuple[int, float]:
+    def _measure(
+        self, subdir: str, filename: str, record: UidRecord, measured: dict[str, int]
+    ) -> tuple[int, float]:
         """
         The CRLF size and internal date (mtime, as Dovecot uses) of a file:
         the size from C{,W=} in the name, the uidlist's C{W} field, or by
-        reading the file once.
+        reading the file once (then added to C{measured}, for the uidlist).
+        No message file is opened otherwise: one C{stat} per message.
         """
-        path = self._path / subdir / filename
+        # Plain strings, not Path objects: this runs once per message of
+        # a folder opened the first time in a process (100,000 in a large
+        # one), where building Paths cost as much as the stat itself.
+        path = f"{self._path}/{subdir}/{filename}"
         mtime = os.stat(path).st_mtime
-        size = sizesFromBase(record.base)[1]
+        match = _CRLF_SIZE.search(record.base)
+        size = int(match.group(1)) if match is not None else None
         if size is None:
             field = record.extension("W")
             size = int(field) if field and field.isdigit() else None
         if size is None:
             with open(path, "rb") as f:
                 size = crlfSizeOfFile(f)
+            measured[record.base] = size
         return size, mtime
 
     def messages(self) -> Sequence[MessageInfo]:

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from twisted.logger import Logger
 
@@ -119,6 +119,31 @@ class FolderMetadata:
                 folderDir / KEYWORDS_NAME, formatKeywords(current), 0o600, durable=durable
             )
         return {kw: i for i, kw in current.items()}
+
+    def recordSizes(self, folderDir: Path, sizes: Mapping[str, int]) -> None:
+        """
+        Keep the CRLF sizes of messages whose file names lack C{,W=} in the
+        uidlist, as Dovecot's C{W} extension field, so that no later open
+        of the folder (in this process or another, mailsrv or Dovecot) has
+        to read those files again to learn them.  Not durable: a lost
+        update only costs one more read.
+        """
+        if not sizes:
+            return
+        with lockedFolder(folderDir):
+            uidList, new = self.readUidList(folderDir)
+            if new:
+                return  # replaced meanwhile: the next refresh measures again
+            changed = False
+            for record in uidList.records:
+                size = sizes.get(record.base)
+                if size is not None and record.extension("W") is None:
+                    record.extensions.append(f"W{size}")
+                    changed = True
+            if changed:
+                writeFileAtomically(
+                    folderDir / UIDLIST_NAME, formatUidList(uidList), 0o600, durable=False
+                )
 
     def scan(self, folderDir: Path, moveNew: bool) -> dict[str, tuple[str, str]]:
         files: dict[str, tuple[str, str]] = {}

@@ -538,8 +538,9 @@ def test_dovecotMailboxRewrittenCompatibly(root: Path, dovecotMailbox: Path) -> 
     header, *records = text.splitlines()
     assert header == "3 V1600000000 N11 G0123456789abcdef0123456789abcdef"
     assert records[1] == f"7 W{len(crlf(BODY2))} :1600000200.M22P100.oldhost"
-    assert records[2].startswith("8 P0000legacy :")
-    assert records[4] == "10 :1600000000.M44P100.oldhost"
+    # The size mailsrv had to read the file for is kept (Dovecot's W).
+    assert records[2].startswith("8 P0000legacy W21 :1600000250.M25P100.oldhost")
+    assert records[4] == f"10 W{len(crlf(BODY5))} :1600000000.M44P100.oldhost"
     assert files(dovecotMailbox / "new") == []
     deliver(store, [ALICE])
     inbox = makeStore(root).openFolder(ALICE)
@@ -672,3 +673,31 @@ def test_moduleHeaderNamesTests() -> None:
     """
     with open(maildirModule.__file__) as f:
         assert "test-case-name: tests.storage.test_maildir" in f.readline()
+
+
+def test_measuredSizeKeptInUidlist(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A file whose name lacks C{,W=} is read once to learn its CRLF size; the
+    size goes into C{dovecot-uidlist} as Dovecot's C{W} field, so a later
+    process opens the folder without reading the file.
+    """
+    store = makeStore(root)
+    inbox = store.openFolder(ALICE)
+    maildir = root / "example.com" / "alice"
+    (maildir / "cur" / "1700000000.M1P1.procmail:2,S").write_bytes(b"Subject: x\n\nbody\n")
+    inbox.refresh()
+    assert [m.size for m in inbox.messages()] == [20]
+    records = (maildir / "dovecot-uidlist").read_text().splitlines()[1:]
+    assert records == ["1 W20 :1700000000.M1P1.procmail"]
+
+    opened: list[str] = []
+    realOpen = open
+
+    def recordingOpen(path: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(path))
+        return realOpen(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", recordingOpen)
+    again = makeStore(root).openFolder(ALICE)
+    assert [m.size for m in again.messages()] == [20]
+    assert not [p for p in opened if "/cur/" in p or "/new/" in p]
