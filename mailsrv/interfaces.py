@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
     from mailsrv.envelope import Address, Envelope, Session
+    from mailsrv.mime import MimePart
 
 
 # --------------------------------------------------------------- directory
@@ -116,12 +117,18 @@ class MessageSummary:
     @ivar fields: the indexed header fields present in the message, each as
         C{(lower-case name, raw bytes with continuation lines and CRLF)},
         in message order.
+    @ivar structure: the MIME structure (L{mailsrv.mime.MimePart}) of a
+        multipart or C{message/*} message, when the index has parsed it;
+        L{None} for other messages (C{fields} and C{bodyLines} describe
+        them) and for large ones not parsed yet (see
+        L{IIndexedFolder.summaries}).
     """
 
     size: int
     headerSize: int
     bodyLines: Optional[int]
     fields: tuple[tuple[str, bytes], ...]
+    structure: Optional["MimePart"] = None
 
 
 class IMessageWriter(Interface):
@@ -258,11 +265,18 @@ class IIndexedFolder(Interface):
         The highest MODSEQ of the folder as of the last refresh.
         """
 
-    def summaries(uids: Sequence[int]) -> "Deferred[Mapping[int, MessageSummary]]":
+    def summaries(
+        uids: Sequence[int], structure: bool = False
+    ) -> "Deferred[Mapping[int, MessageSummary]]":
         """
         The summaries of these messages of the snapshot, building the
         missing ones (in a thread when there are many, so the reactor stays
         responsive).  Messages that vanished are left out.
+
+        @param structure: also complete what BODYSTRUCTURE needs for large
+            messages, which a plain summary leaves out (the body line count,
+            the MIME structure of a multipart): the file is read once, in a
+            thread, line by line, and the result kept in the index.
         """
 
 

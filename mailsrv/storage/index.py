@@ -9,8 +9,11 @@ Dovecot does not use (it ignores them, and deleting them loses nothing a
 rebuild cannot restore, except that clients see new MODSEQ values):
 
 C{mailsrv-cache} (L{HeaderCache}): per message, keyed by its Maildir base
-name, the CRLF size, the header block's size, the body's line count and the
-raw bytes of the header fields in L{CACHED_FIELDS}.  The file is one JSON
+name, the CRLF size, the header block's size, the body's line count, the
+raw bytes of the header fields in L{CACHED_FIELDS} and, for multipart and
+C{message/*} messages, the MIME structure (L{mailsrv.mime}: offsets, sizes
+and line counts of the parts, and their Content-* fields), so BODYSTRUCTURE
+needs no message file either.  The file is one JSON
 header line (format, L{CACHE_VERSION}, record count, CRC-32 of the rest)
 followed by one JSON array per message; strings hold bytes as Latin-1.  It
 is a cache: written atomically (temporary file and rename, not fsync'd),
@@ -19,8 +22,9 @@ of another version, fails its checksum or does not parse.  It is never
 trusted for a message it does not describe: records are matched against the
 current directory listing by base name and CRLF size (the size is in the
 name, C{,W=}), records of vanished files are dropped on the next save, and
-new files are parsed once (header block only, plus a line count for
-messages up to L{MAX_LINE_COUNT_SIZE}).  Opening a folder never reads it: it
+new files are parsed once (header block only, plus a line count and the
+MIME structure for messages up to L{MAX_LINE_COUNT_SIZE}; larger ones get
+them when a BODYSTRUCTURE asks, read line by line in a thread).  Opening a folder never reads it: it
 is loaded the first time a summary is asked for.
 
 C{mailsrv-modseq} (L{ModSeqLog}): an append-only log of C{<base> <modseq>
@@ -51,12 +55,15 @@ from typing import BinaryIO, Callable, Iterable, Mapping, Optional
 from twisted.logger import Logger
 
 from mailsrv.interfaces import MessageSummary
+from mailsrv.mime import MimePart, parseStructure
 from mailsrv.storage.fsync import writeFileAtomically
 from mailsrv.storage.uidlist import lockedFolder
 
 CACHE_NAME = "mailsrv-cache"
 CACHE_FORMAT = "mailsrv-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+#: Version 1 had no MIME structures; its records are read as lacking one.
+READABLE_VERSIONS = (1, 2)
 
 MODSEQ_NAME = "mailsrv-modseq"
 MODSEQ_MAGIC = "MAILSRV-MODSEQ"
@@ -106,14 +113,19 @@ MAX_HEADER_BLOCK = 256 * 1024
 MAX_LINE_COUNT_SIZE = 4 * 1024 * 1024
 
 
-def summarize(f: BinaryIO) -> tuple[int, Optional[int], tuple[tuple[str, bytes], ...]]:
+def summarize(
+    f: BinaryIO,
+) -> tuple[int, Optional[int], tuple[tuple[str, bytes], ...], Optional[MimePart]]:
     """
-    Parse the header block of a message (CRLF lines, positioned at 0).
+    Parse the header block of a message (CRLF lines, positioned at 0) and,
+    for messages up to L{MAX_LINE_COUNT_SIZE}, its body: the line count,
+    and the MIME structure of a multipart or C{message/*} message.
 
     @return: the header block size (with its empty line), the number of
-        body lines (L{None} if the message is too large to count) and the
+        body lines (L{None} if the message is too large to count), the
         raw cached fields C{(lower-case name, bytes with continuation lines
-        and CRLF)} in message order.
+        and CRLF)} in message order, and the MIME structure (L{None} if the
+        message is not multipart, or too large).
     """
     fields: list[tuple[str, bytes]] = []
     headerSize = 0
@@ -135,13 +147,41 @@ def summarize(f: BinaryIO) -> tuple[int, Optional[int], tuple[tuple[str, bytes],
         if keep:
             fields.append((name, line))
     lines: Optional[int] = None
+    structure: Optional[MimePart] = None
     f.seek(0, 2)
     total = f.tell()
     if total <= MAX_LINE_COUNT_SIZE:
-        f.seek(headerSize)
-        body = f.read()
-        lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
-    return headerSize, lines, tuple(fields)
+        if _isComposite(fields):
+            f.seek(0)
+            structure = parseStructure(f)
+            if structure.headerSize == headerSize:
+                lines = structure.bodyLines
+            else:
+                structure = None  # a header block over MAX_HEADER_BLOCK
+        if lines is None:
+            f.seek(headerSize)
+            body = f.read()
+            lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+    return headerSize, lines, tuple(fields), structure
+
+
+def _isComposite(fields: Iterable[tuple[str, bytes]]) -> bool:
+    """
+    Whether the message's Content-Type is multipart or message: then its
+    parts need parsing for BODYSTRUCTURE.
+    """
+    root = MimePart(0, 0, 0, 0, tuple(fields))
+    return root.isMultipart() or root.isMessage()
+
+
+def needsStructure(summary: MessageSummary) -> bool:
+    """
+    Whether BODYSTRUCTURE needs more than C{summary} holds (see
+    L{HeaderCache.completeStructure}).
+    """
+    if summary.bodyLines is None:
+        return True
+    return summary.structure is None and _isComposite(summary.fields)
 
 
 def _latin(data: bytes) -> str:
@@ -190,8 +230,37 @@ class HeaderCache:
         Build a summary from a message file (CRLF view); C{size} is its CRLF
         size.
         """
-        headerSize, lines, fields = summarize(f)
-        return MessageSummary(size=size, headerSize=headerSize, bodyLines=lines, fields=fields)
+        headerSize, lines, fields, structure = summarize(f)
+        return MessageSummary(
+            size=size, headerSize=headerSize, bodyLines=lines, fields=fields, structure=structure
+        )
+
+    @staticmethod
+    def completeStructure(f: BinaryIO, summary: MessageSummary) -> MessageSummary:
+        """
+        C{summary} with the body line count and, for a multipart or
+        C{message/*} message, the MIME structure, read from the file (CRLF
+        view, positioned at 0) line by line, whatever its size: what a
+        plain summary leaves out of large messages.
+        """
+        structure = parseStructure(f)
+        if structure.headerSize != summary.headerSize:
+            # The header block is over MAX_HEADER_BLOCK: count the body as
+            # the IMAP layer cuts it.
+            f.seek(summary.headerSize)
+            lines = 0
+            last = b"\n"
+            while True:
+                chunk = f.read(64 * 1024)
+                if not chunk:
+                    break
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+            return dataclasses.replace(summary, bodyLines=lines + (0 if last == b"\n" else 1))
+        composite = structure.isMultipart() or structure.isMessage()
+        return dataclasses.replace(
+            summary, bodyLines=structure.bodyLines, structure=structure if composite else None
+        )
 
     # ------------------------------------------------------------ the file
 
@@ -219,7 +288,7 @@ class HeaderCache:
     def _parse(data: bytes) -> dict[str, MessageSummary]:
         headerLine, _, rest = data.partition(b"\n")
         header = json.loads(headerLine)
-        if header.get("format") != CACHE_FORMAT or header.get("version") != CACHE_VERSION:
+        if header.get("format") != CACHE_FORMAT or header.get("version") not in READABLE_VERSIONS:
             raise ValueError("other format or version")
         if zlib.crc32(rest) != header["crc"]:
             raise ValueError("checksum mismatch")
@@ -230,7 +299,10 @@ class HeaderCache:
         if len(lines) != header["records"]:
             raise ValueError("record count mismatch")
         for line in lines:
-            base, size, headerSize, bodyLines, fields = json.loads(line)
+            record = json.loads(line)
+            # Version 1 records lack the structure.
+            base, size, headerSize, bodyLines, fields = record[:5]
+            structure = record[5] if len(record) > 5 else None
             if not isinstance(base, str) or not isinstance(size, int) or not isinstance(headerSize, int):
                 raise ValueError("bad record")
             if bodyLines is not None and not isinstance(bodyLines, int):
@@ -240,6 +312,7 @@ class HeaderCache:
                 headerSize=headerSize,
                 bodyLines=bodyLines,
                 fields=tuple((str(n), v.encode("latin-1")) for n, v in fields),
+                structure=None if structure is None else MimePart.fromData(structure),
             )
         return result
 
@@ -263,7 +336,14 @@ class HeaderCache:
                 continue
             lines.append(
                 json.dumps(
-                    [base, s.size, s.headerSize, s.bodyLines, [[n, _latin(v)] for n, v in s.fields]],
+                    [
+                        base,
+                        s.size,
+                        s.headerSize,
+                        s.bodyLines,
+                        [[n, _latin(v)] for n, v in s.fields],
+                        None if s.structure is None else s.structure.toData(),
+                    ],
                     separators=(",", ":"),
                 ).encode("ascii")
             )

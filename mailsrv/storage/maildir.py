@@ -71,7 +71,7 @@ from mailsrv.storage.maildir_account import (
     setSpecialUse,
     setSubscribed,
 )
-from mailsrv.storage.index import CACHED_FIELDS, FolderIndex, HeaderCache, folderStamp
+from mailsrv.storage.index import CACHED_FIELDS, FolderIndex, HeaderCache, folderStamp, needsStructure
 from mailsrv.storage.maildir_sync import FolderMetadata
 from mailsrv.storage.maildir_transfer import transferInThread
 from mailsrv.storage.maildir_writer import (
@@ -531,16 +531,19 @@ class MaildirFolder:
             lambda: transferInThread(store, source, dest, messages, move)
         ).addCallback(done)
 
-    def summaries(self, uids: Sequence[int]) -> "defer.Deferred[Mapping[int, MessageSummary]]":
+    def summaries(
+        self, uids: Sequence[int], structure: bool = False
+    ) -> "defer.Deferred[Mapping[int, MessageSummary]]":
         """
         From the store's header cache: loaded from C{mailsrv-cache} in a
         thread on first use, missing summaries built from the message files
         (in a thread when there are more than a few) and the file rewritten
-        afterwards, also in a thread.
+        afterwards, also in a thread.  With C{structure}, summaries of large
+        messages get their line count and MIME structure, read in a thread.
         """
-        return defer.Deferred.fromCoroutine(self._summaries(list(uids)))
+        return defer.Deferred.fromCoroutine(self._summaries(list(uids), structure))
 
-    async def _summaries(self, uids: list[int]) -> Mapping[int, MessageSummary]:
+    async def _summaries(self, uids: list[int], structure: bool = False) -> Mapping[int, MessageSummary]:
         index = self._store._index(self._path)
         cache = index.cache
         if not cache.loaded:
@@ -571,6 +574,8 @@ class MaildirFolder:
                 )
             else:
                 result[uid] = summary
+        if structure:
+            await self._completeStructures(index, result)
         if not missing:
             return result
 
@@ -591,8 +596,43 @@ class MaildirFolder:
         for uid, base, summary in built:
             cache.add(base, summary)
             result[uid] = summary
+        if structure:
+            await self._completeStructures(index, {uid: result[uid] for uid, _, _ in built})
         self._saveCache(index)
         return result
+
+    async def _completeStructures(self, index: FolderIndex, result: dict[int, MessageSummary]) -> None:
+        """
+        Give the summaries in C{result} that lack what BODYSTRUCTURE needs
+        (large messages) their line count and MIME structure, read in a
+        thread, and keep them in the cache.
+        """
+        todo = [
+            (uid, self._entries[uid], summary)
+            for uid, summary in result.items()
+            if needsStructure(summary) and uid in self._entries
+        ]
+        if not todo:
+            return
+        jobs = [
+            (uid, entry.info.key, self._path / entry.subdir / entry.filename, summary)
+            for uid, entry, summary in todo
+        ]
+
+        def complete() -> list[tuple[int, str, MessageSummary]]:
+            done = []
+            for uid, base, path, summary in jobs:
+                try:
+                    with _openCRLF(path, summary.size) as f:
+                        done.append((uid, base, HeaderCache.completeStructure(f, summary)))
+                except FileNotFoundError:
+                    continue  # renamed or expunged: the caller reads it itself
+            return done
+
+        for uid, base, summary in await self._store._runBlocking(complete):
+            index.cache.add(base, summary)
+            result[uid] = summary
+        self._saveCache(index)
 
     def _saveCache(self, index: FolderIndex) -> None:
         """

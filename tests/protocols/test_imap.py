@@ -591,15 +591,17 @@ class MailboxTests(IMAPTestMixin, unittest.SynchronousTestCase):
 
     def test_fetchEnvelopeAndBodystructure(self) -> None:
         """
-        ENVELOPE and BODYSTRUCTURE are built with Twisted's helpers from the
-        parsed header; an 8-bit header value does not break them.
+        ENVELOPE and BODYSTRUCTURE are built from the parsed header; an
+        8-bit header value does not break them.  A part without
+        Content-Transfer-Encoding reports C{"7BIT"} (RFC 3501 allows no
+        NIL there).
         """
         self.select()
         response = self.send(b"f FETCH 1:2 (ENVELOPE BODYSTRUCTURE)\r\n")
         self.assertIn(b'"first"', response)
         self.assertIn(b'(("Carol" NIL "carol" "example.test"))', response)
         self.assertIn(b'"<1@example.test>"', response)
-        self.assertIn(b'BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL NIL 33 2 ', response)
+        self.assertIn(b'BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL "7BIT" 33 2 ', response)
         self.assertIn(b'ENVELOPE (NIL "second" NIL NIL NIL NIL NIL NIL NIL NIL)', response)
         self.assertTrue(response.endswith(b"f OK FETCH completed\r\n"), response)
 

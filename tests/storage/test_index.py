@@ -122,7 +122,7 @@ def test_openReadsNoContents(tmp_path: Path, counted: list[int]) -> None:
     [
         lambda data: data[:-10],
         lambda data: b"garbage\n" + data,
-        lambda data: data.replace(b'"version": 1', b'"version": 99', 1),
+        lambda data: data.replace(b'"version": 2', b'"version": 99', 1),
         lambda data: data.replace(b"note", b"NOTE"),
     ],
     ids=["truncated", "garbage", "otherVersion", "checksum"],

@@ -148,6 +148,19 @@ class _StructureView:
         return getattr(self._part, name)
 
 
+def _structureBytes(msg: Any, extended: bool) -> bytes:
+    """
+    BODYSTRUCTURE (or BODY) of a message: from its MIME structure when it
+    has one (see L{mailsrv.protocols.imap.bodystructure}), else Twisted's.
+    """
+    structure = getattr(msg, "mimeStructure", None)
+    if structure is None:
+        return collapseNestedLists([getBodyStructure(_StructureView(msg), extended)])
+    from mailsrv.protocols.imap.bodystructure import bodyStructure
+
+    return collapseNestedLists([bodyStructure(structure(), extended)])
+
+
 def _addresses(value: Optional[str]) -> Optional[list[list[Optional[str]]]]:
     """
     An ENVELOPE address list: C{(name adl mailbox host)} per address, or
@@ -272,6 +285,8 @@ def _usesHeaders(item: Any) -> bool:
     """
     if item.type in ("envelope", "bodystructure"):
         return True
+    if item.type == "body" and item.part:
+        return True  # the index locates MIME parts
     return item.type == "body" and (_isStructureOnly(item) or bool(item.header and item.header.fields and not item.header.negate and not item.part))
 
 
@@ -465,6 +480,9 @@ class FetchMixin:
         folder = getattr(self.mbox, "folder", None)
         index = IIndexedFolder(folder, None) if folder is not None else None
         wantsHeaders = index is not None and any(_usesHeaders(item) for item in query)
+        wantsStructure = any(
+            item.type == "bodystructure" or (item.type == "body" and _isStructureOnly(item)) for item in query
+        )
         uidItem = any(item.type == "uid" for item in query)
         chunks: list[bytes] = []
         flushes = 0
@@ -494,7 +512,11 @@ class FetchMixin:
         for start in range(0, len(selected), FETCH_BATCH):
             batch = selected[start : start + FETCH_BATCH]
             if wantsHeaders:
-                summaries = await index.summaries([m.info.uid for _, m in batch])  # type: ignore[union-attr]
+                uids = [m.info.uid for _, m in batch]
+                if wantsStructure:
+                    summaries = await index.summaries(uids, structure=True)  # type: ignore[union-attr]
+                else:
+                    summaries = await index.summaries(uids)  # type: ignore[union-attr]
                 for _, msg in batch:
                     msg.summary = summaries.get(msg.info.uid)
             for seq, msg in batch:
@@ -555,7 +577,7 @@ class FetchMixin:
 
     def spew_bodystructure(self, id: int, msg: Any, _w: Optional[Writer] = None, _f: Any = None) -> None:
         write = _w if _w is not None else self.transport.write
-        write(b"BODYSTRUCTURE " + collapseNestedLists([getBodyStructure(_StructureView(msg), True)]))
+        write(b"BODYSTRUCTURE " + _structureBytes(msg, True))
 
     def spew_rfc822header(self, id: int, msg: Any, _w: Optional[Writer] = None, _f: Any = None) -> None:
         write = _w if _w is not None else self.transport.write
@@ -570,7 +592,7 @@ class FetchMixin:
         write = _w if _w is not None else self.transport.write
         flush = _f if _f is not None else (lambda: None)
         if _isStructureOnly(part):
-            write(b"BODY " + collapseNestedLists([getBodyStructure(_StructureView(msg))]))
+            write(b"BODY " + _structureBytes(msg, False))
             return None
         name = _PARTIAL.sub(b"", part.__bytes__())
         target = msg

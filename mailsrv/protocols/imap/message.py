@@ -8,18 +8,18 @@ them with C{ascii} when it builds ENVELOPE), so raw 8-bit header bytes are
 turned into RFC 2047 encoded words here rather than crashing the FETCH.
 
 Header fetches read the header block only: a 20 MB attachment is never read
-to answer C{BODY.PEEK[HEADER.FIELDS (SUBJECT)]}.  MIME sub-parts (BODY[1],
-BODYSTRUCTURE of multipart messages) do parse the whole message with the
-stdlib parser; a later issue may replace that with a cached structure.
+to answer C{BODY.PEEK[HEADER.FIELDS (SUBJECT)]}.  BODYSTRUCTURE comes from
+the MIME structure (L{mailsrv.mime}): from the folder index when it has it,
+else read from the file line by line, never the whole message in memory.
+MIME sub-parts (C{BODY[1.2]}) are read from the file by the offsets in that
+structure, byte for byte as stored.
 """
 
 from __future__ import annotations
 
 import datetime
 import email.header
-import email.message
 import email.parser
-import io
 import re
 from email.policy import compat32
 from typing import BinaryIO, Optional, Sequence, Union
@@ -28,6 +28,7 @@ from twisted.mail.interfaces import IMessageIMAP, IMessageIMAPFile, IMessageIMAP
 from zope.interface import implementer
 
 from mailsrv.interfaces import IMailFolder, MessageInfo, MessageSummary
+from mailsrv.mime import ENVELOPE_FIELDS, MIME_FIELDS, MimePart, parseStructure
 
 # A header block larger than this is cut there: what follows is treated as
 # body.  Real headers are a few KiB; this bounds memory per header fetch.
@@ -135,56 +136,92 @@ def internalDateText(timestamp: float) -> str:
     return when.strftime("%a, %d %b %Y %H:%M:%S +0000")
 
 
+class _Slice:
+    """
+    C{length} octets of a file from C{start}, as a file of their own (read,
+    seek, tell, close): what FETCH streams or reads for a MIME part.
+    """
+
+    def __init__(self, f: BinaryIO, start: int, length: int) -> None:
+        self._f = f
+        self._start = start
+        self._end = start + length
+        self._pos = start
+        f.seek(start)
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._end - self._pos
+        if n is None or n < 0 or n > left:
+            n = left
+        data = self._f.read(n)
+        self._pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._pos - self._start
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: self._start, 1: self._pos, 2: self._end}[whence]
+        self._pos = min(max(base + offset, self._start), self._end)
+        self._f.seek(self._pos)
+        return self.tell()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "_Slice":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @implementer(IMessageIMAPPart)
 class MIMEPart:
     """
-    A sub-part of a multipart message, built from the stdlib parser's tree.
+    A sub-part of a message (C{BODY[1.2]}), located by the message's MIME
+    structure: its header and body are read from the message file by
+    offset, byte-exact, never the whole message.
 
-    Byte-exactness is approximate for the part's header (re-serialised from
-    the parsed fields, which keep their original folding); the body bytes
-    are the original ones.
+    A C{message/rfc822} part counts as multipart: its sub-parts are those
+    of the encapsulated message (RFC 3501 section 6.4.5), or that message
+    itself when it is not multipart.
     """
 
-    def __init__(self, part: email.message.Message) -> None:
+    def __init__(self, message: "IMAPMessage", part: MimePart) -> None:
+        self._message = message
         self._part = part
 
     def rawHeader(self) -> bytes:
-        lines = [
-            name.encode("ascii", "surrogateescape")
-            + b": "
-            + (value.encode("ascii", "surrogateescape") if isinstance(value, str) else bytes(value))
-            + b"\r\n"
-            for name, value in self._part.raw_items()
-        ]
-        return b"".join(lines) + b"\r\n"
-
-    def _body(self) -> bytes:
-        if self._part.is_multipart():
-            policy = compat32.clone(linesep="\r\n")
-            whole = self._part.as_bytes(policy=policy)
-            return whole[len(self.rawHeader()) :] if whole.startswith(self.rawHeader()) else whole
-        payload = self._part.get_payload()
-        if isinstance(payload, str):
-            return payload.encode("ascii", "surrogateescape")
-        return b""
+        part = self._part
+        with _Slice(self._message.open(), part.offset, part.headerSize) as f:
+            return f.read()
 
     def getHeaders(self, negate: bool, *names: HeaderName) -> dict[str, str]:
         return headersDict(self.rawHeader(), negate, names)
 
     def getBodyFile(self) -> BinaryIO:
-        return io.BytesIO(self._body())
+        part = self._part
+        return _Slice(self._message.open(), part.bodyOffset, part.bodySize)  # type: ignore[return-value]
 
     def getSize(self) -> int:
-        return len(self._body())
+        return self._part.bodySize
 
     def isMultipart(self) -> bool:
-        return self._part.is_multipart()
+        return bool(self._part.children)
 
     def getSubPart(self, part: int) -> "MIMEPart":
-        if not self._part.is_multipart():
+        children = self._part.children
+        if not children:
             raise TypeError("not a multipart message")
-        payload = self._part.get_payload()
-        return MIMEPart(payload[part])
+        if self._part.isMessage():
+            inner = children[0]
+            if inner.isMultipart() and inner.children:
+                return MIMEPart(self._message, inner.children[part])
+            if part != 0:
+                raise IndexError(part)
+            return MIMEPart(self._message, inner)
+        return MIMEPart(self._message, children[part])
 
 
 @implementer(IMessageIMAP, IMessageIMAPFile)
@@ -201,7 +238,7 @@ class IMAPMessage:
         self.info = info
         self.recent = recent
         self._header: Optional[bytes] = None
-        self._parsed: Optional[email.message.Message] = None
+        self._structure: Optional[MimePart] = None
         # Set by FETCH and SEARCH from the folder index (IIndexedFolder):
         # header requests it covers are answered without opening the file.
         self.summary: Optional[MessageSummary] = None
@@ -290,13 +327,44 @@ class IMAPMessage:
         contentType = self.getHeaders(False, "content-type").get("content-type", "")
         return contentType.strip().lower().startswith("multipart/")
 
+    def mimeStructure(self) -> MimePart:
+        """
+        The message's MIME structure: from the index summary when it holds
+        it (or, for a message that is not multipart, has all it takes),
+        else read from the file line by line.
+        """
+        if self._structure is None:
+            self._structure = self._indexedStructure()
+        if self._structure is None:
+            with self.open() as f:
+                self._structure = parseStructure(f)
+        return self._structure
+
+    def _indexedStructure(self) -> Optional[MimePart]:
+        summary = self.summary
+        if summary is None:
+            return None
+        structure = getattr(summary, "structure", None)
+        if structure is not None:
+            return structure  # type: ignore[no-any-return]
+        if summary.bodyLines is None:
+            return None
+        kept = MIME_FIELDS | ENVELOPE_FIELDS
+        root = MimePart(
+            0,
+            summary.headerSize,
+            max(self.info.size - summary.headerSize, 0),
+            summary.bodyLines,
+            tuple((n, v) for n, v in summary.fields if n in kept),
+        )
+        if root.isMultipart() or root.isMessage():
+            return None  # the index did not parse its parts
+        return root
+
     def getSubPart(self, part: int) -> MIMEPart:
         if not self.isMultipart():
             raise TypeError("not a multipart message")
-        if self._parsed is None:
-            with self.open() as f:
-                self._parsed = email.parser.BytesParser(policy=compat32).parse(f)
-        payload = self._parsed.get_payload()
-        if not isinstance(payload, list):
+        structure = self.mimeStructure()
+        if not structure.children:
             raise IndexError(part)
-        return MIMEPart(payload[part])
+        return MIMEPart(self, structure.children[part])
