@@ -505,3 +505,84 @@ class UntaggedUpdateTests(ConcurrencyTests):
         self.assertEqual(
             self.send(b"o LOGOUT\r\n"), b"* BYE Logging out\r\no OK LOGOUT completed\r\n"
         )
+
+
+class ESearchTests(ExtensionTestMixin, unittest.SynchronousTestCase):
+    """
+    ESEARCH (RFC 4731): C{SEARCH RETURN (...)}.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        for _ in range(5):
+            deliver(self.store, ALICE, MSG1)
+        self.select()
+        # Messages 1..7; 2, 3, 4 and 7 flagged.
+        self.send(b"f STORE 2:4,7 +FLAGS.SILENT (\\Flagged)\r\n")
+
+    def test_returnOptions(self) -> None:
+        """
+        MIN, MAX, COUNT and ALL (as a compact set) in one ESEARCH response
+        tagged with the command's tag; RETURN () means ALL; the UID form
+        says UID and answers UIDs.
+        """
+        self.assertEqual(
+            self.send(b"a1 SEARCH RETURN (MIN MAX COUNT ALL) FLAGGED\r\n"),
+            b'* ESEARCH (TAG "a1") MIN 2 MAX 7 ALL 2:4,7 COUNT 4\r\na1 OK SEARCH completed\r\n',
+        )
+        self.assertEqual(
+            self.send(b"a2 SEARCH RETURN () FLAGGED\r\n"),
+            b'* ESEARCH (TAG "a2") ALL 2:4,7\r\na2 OK SEARCH completed\r\n',
+        )
+        self.send(b"x STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.send(b"y EXPUNGE\r\n")
+        # Sequence numbers moved down by one; UIDs did not.
+        self.assertEqual(
+            self.send(b"a3 UID SEARCH RETURN (COUNT MIN) FLAGGED\r\n"),
+            b'* ESEARCH (TAG "a3") UID MIN 2 COUNT 4\r\na3 OK SEARCH completed\r\n',
+        )
+        self.assertEqual(
+            self.send(b"a4 SEARCH RETURN (ALL) CHARSET UTF-8 FLAGGED\r\n"),
+            b'* ESEARCH (TAG "a4") ALL 1:3,6\r\na4 OK SEARCH completed\r\n',
+        )
+        self.assertEqual(
+            self.send(b"a5 UID SEARCH RETURN (MAX) SUBJECT first\r\n"),
+            b'* ESEARCH (TAG "a5") UID MAX 7\r\na5 OK SEARCH completed\r\n',
+        )
+
+    def test_nothingFound(self) -> None:
+        """
+        Without matches only COUNT (0) is reported, or nothing but the tag.
+        """
+        self.assertEqual(
+            self.send(b"b1 SEARCH RETURN (MIN MAX ALL COUNT) DELETED\r\n"),
+            b'* ESEARCH (TAG "b1") COUNT 0\r\nb1 OK SEARCH completed\r\n',
+        )
+        self.assertEqual(
+            self.send(b"b2 UID SEARCH RETURN (MIN) DELETED\r\n"),
+            b'* ESEARCH (TAG "b2") UID\r\nb2 OK SEARCH completed\r\n',
+        )
+
+    def test_modseq(self) -> None:
+        """
+        With a MODSEQ key the response carries the highest MODSEQ of the
+        messages it reports (RFC 7162 section 3.2).
+        """
+        highest = max(m.modSeq for m in self.store.openFolder(ALICE).messages())
+        response = self.send(b"c1 SEARCH RETURN (MIN COUNT) MODSEQ 1\r\n")
+        self.assertEqual(
+            response, b'* ESEARCH (TAG "c1") MIN 1 COUNT 7 MODSEQ %d\r\nc1 OK SEARCH completed\r\n' % (highest,)
+        )
+
+    def test_plainSearchUnchanged(self) -> None:
+        self.assertEqual(
+            self.send(b"d SEARCH FLAGGED\r\n"), b"* SEARCH 2 3 4 7\r\nd OK SEARCH completed\r\n"
+        )
+
+    def test_badOptions(self) -> None:
+        """
+        SAVE (RFC 5182, not offered) and unknown options are BAD; so is a
+        RETURN without its list.
+        """
+        for line in (b"e SEARCH RETURN (SAVE) ALL", b"e SEARCH RETURN (FOO) ALL", b"e SEARCH RETURN ALL"):
+            self.assertTrue(self.send(line + b"\r\n").startswith(b"e BAD"), line)

@@ -14,6 +14,10 @@ Header keys (FROM, SUBJECT, HEADER...) are answered from the folder index
 (L{mailsrv.interfaces.IIndexedFolder}) when the backend has one; BODY and
 TEXT read the messages in 64 KiB chunks.  C{MODSEQ} (RFC 7162) compares
 the message's MODSEQ.
+
+ESEARCH (RFC 4731): C{SEARCH RETURN (MIN MAX COUNT ALL) ...} and its UID
+form answer C{* ESEARCH (TAG "a1") [UID] ...}, ALL as a compact sequence
+set; C{RETURN ()} means ALL.  SAVE (RFC 5182) is refused with BAD.
 """
 
 from __future__ import annotations
@@ -21,10 +25,16 @@ from __future__ import annotations
 import datetime
 import email.header
 import email.utils
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Optional, Sequence
 
 from twisted.internet.defer import Deferred
-from twisted.mail.imap4 import IllegalIdentifierError, IllegalQueryError, IMAP4Server, parseIdList
+from twisted.mail.imap4 import (
+    IllegalClientResponse,
+    IllegalIdentifierError,
+    IllegalQueryError,
+    IMAP4Server,
+    parseIdList,
+)
 from twisted.python.failure import Failure
 
 from mailsrv.errors import ErrorKind, MailError
@@ -41,6 +51,56 @@ _HEADER_KEYS = {b"BCC", b"CC", b"FROM", b"TO", b"SUBJECT", b"HEADER", b"SENTBEFO
 
 #: Messages per folder-index request during SEARCH.
 _SUMMARY_BATCH = 1000
+
+
+#: The RFC 4731 result options (SAVE, RFC 5182, is not offered).
+_RETURN_OPTIONS = frozenset({b"MIN", b"MAX", b"ALL", b"COUNT"})
+
+
+def sequenceSet(numbers: Sequence[int]) -> bytes:
+    """
+    Ascending numbers as a compact sequence set (C{1:3,7}).
+    """
+    parts = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        parts.append(b"%d" % (numbers[i],) if i == j else b"%d:%d" % (numbers[i], numbers[j]))
+        i = j + 1
+    return b",".join(parts)
+
+
+def esearchResponse(
+    tag: bytes, found: Sequence[tuple[int, int]], options: frozenset[bytes], uid: bool, usesModSeq: bool
+) -> bytes:
+    """
+    The RFC 4731 C{ESEARCH} response for C{found} (C{(number, MODSEQ)}
+    pairs, ascending): MIN, MAX and ALL only when something matched, COUNT
+    always when asked; with a MODSEQ search key, RFC 7162 section 3.2's
+    C{MODSEQ}: the highest of the messages reported (only those MIN and MAX
+    name when neither ALL nor COUNT was asked).
+    """
+    parts = [b'ESEARCH (TAG "' + tag.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'")']
+    if uid:
+        parts.append(b"UID")
+    if found:
+        if b"MIN" in options:
+            parts.append(b"MIN %d" % (found[0][0],))
+        if b"MAX" in options:
+            parts.append(b"MAX %d" % (found[-1][0],))
+        if b"ALL" in options:
+            parts.append(b"ALL " + sequenceSet([n for n, _ in found]))
+    if b"COUNT" in options:
+        parts.append(b"COUNT %d" % (len(found),))
+    if usesModSeq and found:
+        if options & {b"ALL", b"COUNT"}:
+            reported: Sequence[tuple[int, int]] = found
+        else:
+            reported = [p for p, wanted in ((found[0], b"MIN"), (found[-1], b"MAX")) if wanted in options]
+        parts.append(b"MODSEQ %d" % (max(m for _, m in reported),))
+    return b" ".join(parts)
 
 
 def _flatten(query: list[Any]) -> Iterator[Any]:
@@ -169,7 +229,31 @@ class SearchMixin:
     log: "Logger"
     mbox: Any
 
-    def do_SEARCH(self, tag: bytes, charset: Optional[bytes], query: list[Any], uid: int = 0) -> None:
+    def opt_searchReturn(self, line: bytes) -> tuple[Optional[frozenset[bytes]], bytes]:
+        """
+        The RFC 4731 C{RETURN (...)} options before the search keys: the
+        set of options (C{RETURN ()} means ALL), or L{None} without them.
+        """
+        if line[:7].upper() != b"RETURN ":
+            return None, line
+        rest = line[7:].lstrip()
+        end = rest.find(b")")
+        if not rest.startswith(b"(") or end < 0:
+            raise IllegalClientResponse("Malformed SEARCH RETURN options")
+        options = frozenset(w.upper() for w in rest[1:end].split())
+        unknown = options - _RETURN_OPTIONS
+        if unknown:
+            raise IllegalClientResponse("Unsupported SEARCH RETURN option")
+        return (options or frozenset({b"ALL"})), rest[end + 1 :].lstrip()
+
+    def do_SEARCH(
+        self,
+        tag: bytes,
+        returnOptions: Optional[frozenset[bytes]],
+        charset: Optional[bytes],
+        query: list[Any],
+        uid: int = 0,
+    ) -> None:
         if charset is not None and charset.upper() not in (b"US-ASCII", b"UTF-8"):
             self.sendNegativeResponse(tag, b"[BADCHARSET (US-ASCII UTF-8)] Unsupported charset")  # type: ignore[attr-defined]
             return
@@ -192,16 +276,22 @@ class SearchMixin:
         ):
             self._block()  # type: ignore[attr-defined]
             d = Deferred.fromCoroutine(self._searchHeader(infos(), term[0], term[1], uid, index))
-            d.addCallbacks(self._searched, self._searchFailed, (tag,), None, (tag, query), None)
+            d.addCallbacks(
+                self._searched, self._searchFailed, (tag, returnOptions, uid, usesModSeq), None, (tag, query), None
+            )
             return
         messages = self.mbox.fetch(parseIdList(b"1:*"), False)
         self._block()  # type: ignore[attr-defined]
         d = Deferred.fromCoroutine(
-            self._search(messages, query, uid, index if words & _HEADER_KEYS else None, usesModSeq)
+            self._search(messages, query, uid, index if words & _HEADER_KEYS else None)
         )
-        d.addCallbacks(self._searched, self._searchFailed, (tag,), None, (tag, query), None)
+        d.addCallbacks(
+            self._searched, self._searchFailed, (tag, returnOptions, uid, usesModSeq), None, (tag, query), None
+        )
 
-    async def _searchHeader(self, infos: list[Any], field: str, needle: str, uid: int, index: Any) -> bytes:
+    async def _searchHeader(
+        self, infos: list[Any], field: str, needle: str, uid: int, index: Any
+    ) -> list[tuple[int, int]]:
         """
         A query of one header key on an indexed field (the usual client
         search, C{SUBJECT x} or C{HEADER Subject x}): straight over the
@@ -220,12 +310,12 @@ class SearchMixin:
                     continue  # expunged by another session
                 text = _fieldText(summary, field)
                 if text is not None and needle in text:
-                    found.append(b"%d" % (info.uid if uid else seq,))
-        return b" ".join([b"SEARCH"] + found)
+                    found.append((info.uid if uid else seq, info.modSeq))
+        return found
 
     async def _search(
-        self, messages: list[Any], query: list[Any], uid: int, index: Any, usesModSeq: bool
-    ) -> bytes:
+        self, messages: list[Any], query: list[Any], uid: int, index: Any
+    ) -> list[tuple[int, int]]:
         """
         Evaluate the query over every message of the view; header keys are
         answered from the folder index when there is one (summaries fetched
@@ -245,7 +335,6 @@ class SearchMixin:
                 for _, msg in batch:
                     msg.summary = summaries.get(msg.info.uid)
         found = []
-        highest = 0
         for seq, msg in messages:
             try:
                 matched = self._searchFilter(_copyQuery(query), seq, msg, lastSeq, lastUid)  # type: ignore[attr-defined]
@@ -254,14 +343,29 @@ class SearchMixin:
                     raise
                 continue  # its file is gone: expunged by another session
             if matched:
-                found.append(b"%d" % (msg.getUID() if uid else seq,))
-                highest = max(highest, msg.info.modSeq)
-        if usesModSeq and found:
-            # RFC 7162 section 3.1.5: the highest MODSEQ of what was found.
-            found.append(b"(MODSEQ %d)" % (highest,))
-        return b" ".join([b"SEARCH"] + found)
+                found.append((msg.getUID() if uid else seq, msg.info.modSeq))
+        return found
 
-    def _searched(self, response: bytes, tag: bytes) -> None:
+    def _searched(
+        self,
+        found: list[tuple[int, int]],
+        tag: bytes,
+        returnOptions: Optional[frozenset[bytes]],
+        uid: int,
+        usesModSeq: bool,
+    ) -> None:
+        """
+        Send the result of a search, C{(number, MODSEQ)} pairs in ascending
+        order: as C{SEARCH}, or as RFC 4731 C{ESEARCH} when the client gave
+        C{RETURN} options.
+        """
+        if returnOptions is None:
+            response = b" ".join([b"SEARCH"] + [b"%d" % (n,) for n, _ in found])
+            if usesModSeq and found:
+                # RFC 7162 section 3.1.5: the highest MODSEQ of what was found.
+                response += b" (MODSEQ %d)" % (max(m for _, m in found),)
+        else:
+            response = esearchResponse(tag, found, returnOptions, bool(uid), usesModSeq)
         self.sendUntaggedResponse(response)  # type: ignore[attr-defined]
         self.sendPositiveResponse(tag, b"SEARCH completed")  # type: ignore[attr-defined]
         self._unblock()  # type: ignore[attr-defined]
@@ -293,7 +397,7 @@ class SearchMixin:
             raise ValueError("MODSEQ needs a number")
         return bool(msg.info.modSeq >= int(value))
 
-    select_SEARCH = (do_SEARCH, IMAP4Server.opt_charset, IMAP4Server.arg_searchkeys)
+    select_SEARCH = (do_SEARCH, opt_searchReturn, IMAP4Server.opt_charset, IMAP4Server.arg_searchkeys)
 
     # ------------------------------------------------------------- text keys
 

@@ -715,6 +715,7 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         caps[b"QUOTA"] = None
         caps[b"QUOTA=RES-STORAGE"] = None
         caps[b"CONDSTORE"] = None
+        caps[b"ESEARCH"] = None
         caps[b"APPENDLIMIT=%d" % (self.maxMessageSize,)] = None
         return caps
 
