@@ -265,6 +265,13 @@ class IIndexedFolder(Interface):
         The highest MODSEQ of the folder as of the last refresh.
         """
 
+    def vanishedSince(modSeq: int) -> Optional[Sequence[int]]:
+        """
+        The UIDs of messages expunged after C{modSeq} (RFC 7162 QRESYNC),
+        in ascending order, as of the last refresh; L{None} when the index
+        no longer knows (or never knew) every expunge since then.
+        """
+
     def summaries(
         uids: Sequence[int], structure: bool = False
     ) -> "Deferred[Mapping[int, MessageSummary]]":

@@ -28,7 +28,13 @@ them when a BODYSTRUCTURE asks, read line by line in a thread).  Opening a folde
 is loaded the first time a summary is asked for.
 
 C{mailsrv-modseq} (L{ModSeqLog}): an append-only log of C{<base> <modseq>
-<flag letters>} lines after a C{MAILSRV-MODSEQ 1 <uidvalidity>} header line.
+<flag letters> <uid>} lines after a C{MAILSRV-MODSEQ 2 <uidvalidity>
+<highest> <horizon>} header line, and C{- <modseq> <uid set>} lines for the
+messages found expunged, so that RFC 7162 QRESYNC can tell a client which
+UIDs vanished since a MODSEQ it knows.  The expunged UIDs are kept up to
+L{ModSeqLog.MAX_EXPUNGED_UIDS}; the horizon is the MODSEQ up to which
+expunges are no longer (or were never: a log of version 1, which is read
+and upgraded) all on record.
 The folder's flags live in the file names, where Dovecot, other processes
 and other mailsrv sessions change them, so the log records the letters each
 MODSEQ was given for: a refresh that finds different letters in a name gives
@@ -67,7 +73,7 @@ READABLE_VERSIONS = (1, 2)
 
 MODSEQ_NAME = "mailsrv-modseq"
 MODSEQ_MAGIC = "MAILSRV-MODSEQ"
-MODSEQ_VERSION = 1
+MODSEQ_VERSION = 2
 
 #: Header fields kept in the cache: what ENVELOPE and BODYSTRUCTURE need,
 #: plus what common clients ask for with C{BODY.PEEK[HEADER.FIELDS (...)]}
@@ -368,15 +374,59 @@ class HeaderCache:
 class _ModSeqState:
     uidValidity: int
     highest: int
-    entries: dict[str, tuple[int, str]]
+    #: base -> (MODSEQ, flag letters, UID; 0 when a version 1 log did not
+    #: say).
+    entries: dict[str, tuple[int, str, int]]
     lines: int
     offset: int
     inode: int
+    #: (MODSEQ, UIDs) of each expunge found, oldest first.
+    expunged: list[tuple[int, list[int]]] = dataclasses.field(default_factory=list)
+    #: Expunges up to this MODSEQ are not all in C{expunged}.
+    horizon: int = 0
+    #: UID -> base for the entries that have a UID.
+    byUid: dict[int, str] = dataclasses.field(default_factory=dict)
+
+    def setEntry(self, base: str, modseq: int, letters: str, uid: int) -> None:
+        self.entries[base] = (modseq, letters, uid)
+        if uid:
+            self.byUid[uid] = base
+
+    def dropEntry(self, base: str) -> None:
+        entry = self.entries.pop(base, None)
+        if entry is not None and entry[2]:
+            self.byUid.pop(entry[2], None)
+
+
+def _uidSet(uids: Iterable[int]) -> str:
+    ordered = sorted(uids)
+    parts = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}:{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def _parseUidSet(text: str) -> list[int]:
+    uids: list[int] = []
+    for part in text.split(","):
+        if not part:
+            continue
+        low, _, high = part.partition(":")
+        if not low.isdigit() or (high and not high.isdigit()):
+            raise ValueError("bad UID set")
+        uids.extend(range(int(low), int(high or low) + 1))
+    return uids
 
 
 class ModSeqLog:
     """
-    MODSEQ per message of one folder (see the module docstring).
+    MODSEQ per message of one folder, and the UIDs expunged with the MODSEQ
+    of their expunge (see the module docstring).
 
     @param clock: POSIX time, for the starting point of a rebuilt log.
     """
@@ -388,6 +438,11 @@ class ModSeqLog:
     COMPACT_FACTOR = 4
     COMPACT_SLACK = 1000
 
+    #: A compaction keeps the most recent expunges up to this many UIDs;
+    #: older ones raise the horizon (RFC 7162 QRESYNC then reports every
+    #: missing UID of the range a client asks about).
+    MAX_EXPUNGED_UIDS = 100_000
+
     def __init__(self, folderDir: Path, clock: Callable[[], float] = time.time) -> None:
         self.folderDir = folderDir
         self.path = folderDir / MODSEQ_NAME
@@ -397,11 +452,27 @@ class ModSeqLog:
     def highest(self) -> int:
         return self._state.highest if self._state is not None else 0
 
+    def expungedSince(self, modSeq: int) -> Optional[list[int]]:
+        """
+        The UIDs expunged with a MODSEQ above C{modSeq}, as of the last
+        L{update}; L{None} when the log does not reach back that far.
+        """
+        state = self._state
+        if state is None or modSeq < state.horizon:
+            return None
+        uids: list[int] = []
+        for expungedAt, expunged in reversed(state.expunged):
+            if expungedAt <= modSeq:
+                break
+            uids.extend(expunged)
+        return sorted(uids)
+
     def update(
         self,
         uidValidity: int,
         current: Mapping[str, str],
         complete: bool = True,
+        uids: Optional[Mapping[str, int]] = None,
     ) -> dict[str, int]:
         """
         Bring the log up to date with the folder's current flag letters
@@ -410,33 +481,48 @@ class ModSeqLog:
 
         @param complete: whether C{current} names every message of the
             folder (a refresh) or only some (this process renamed them).
+        @param uids: C{base -> UID} for (at least) the messages in
+            C{current}, recorded so that their expunge can name them.
 
         Messages the log knows but a complete C{current} lacks were
         expunged: that counts as one change (RFC 7162 section 3.1.1 wants
-        HIGHESTMODSEQ to grow on expunge).
+        HIGHESTMODSEQ to grow on expunge), recorded with their UIDs.
         """
+        uids = uids or {}
         with lockedFolder(self.folderDir):
-            state = self._read(uidValidity, bool(current))
-            new: list[tuple[str, int, str]] = []
+            state = self._state = self._read(uidValidity, bool(current))
+            new: list[str] = []
             result: dict[str, int] = {}
             entries = state.entries
             for base, letters in current.items():
                 known = entries.get(base)
+                uid = uids.get(base, known[2] if known is not None else 0)
+                if known is not None and known[1] == letters and (known[2] == uid or not uid):
+                    result[base] = known[0]
+                    continue
                 if known is not None and known[1] == letters:
+                    # Only the UID was unknown (a version 1 log): no change.
+                    state.setEntry(base, known[0], letters, uid)
+                    new.append(f"{base} {known[0]} {letters} {uid}")
                     result[base] = known[0]
                     continue
                 state.highest += 1
-                entries[base] = (state.highest, letters)
-                new.append((base, state.highest, letters))
+                state.setEntry(base, state.highest, letters, uid)
+                new.append(f"{base} {state.highest} {letters} {uid}")
                 result[base] = state.highest
             if complete and len(entries) > len(current):
                 vanished = [b for b in entries if b not in current]
-                for base in vanished:
-                    del entries[base]
                 if vanished:
-                    # A line naming no message keeps the number taken.
                     state.highest += 1
-                    new.append(("-", state.highest, ""))
+                    named = sorted(entries[b][2] for b in vanished if entries[b][2])
+                    state.expunged.append((state.highest, named))
+                    # A line naming no message keeps the number taken.
+                    new.append(f"- {state.highest} {_uidSet(named)}")
+                    if len(named) < len(vanished):
+                        state.horizon = max(state.horizon, state.highest)
+                        new.append(f"? {state.highest}")
+                for base in vanished:
+                    state.dropEntry(base)
             if new:
                 self._append(state, new, len(current) if complete else len(entries))
         return result
@@ -474,14 +560,34 @@ class ModSeqLog:
 
     @staticmethod
     def _apply(state: _ModSeqState, data: bytes) -> None:
+        """
+        Apply log lines: C{<base> <modseq> <letters> [<uid>]} (no UID in
+        version 1), C{- <modseq> <uid set>} for an expunge (version 1: an
+        empty set), C{? <modseq>} when an expunge could not name every UID.
+        """
         end = data.rfind(b"\n") + 1  # a partly written last line waits
         for line in data[:end].split(b"\n")[:-1]:
             parts = line.decode("utf-8", "surrogateescape").split(" ")
-            if len(parts) != 3 or not parts[1].isdigit():
+            if len(parts) not in (2, 3, 4) or not parts[1].isdigit():
                 raise ValueError("bad MODSEQ line")
-            base, modseq, letters = parts[0], int(parts[1]), parts[2]
-            if base != "-":
-                state.entries[base] = (modseq, letters)
+            base, modseq = parts[0], int(parts[1])
+            if base == "-":
+                gone = _parseUidSet(parts[2] if len(parts) > 2 else "")
+                state.expunged.append((modseq, gone))
+                # Their entry lines came earlier in the log.
+                for uid in gone:
+                    known = state.byUid.get(uid)
+                    if known is not None:
+                        state.dropEntry(known)
+            elif base == "?":
+                state.horizon = max(state.horizon, modseq)
+            else:
+                if len(parts) < 3:
+                    raise ValueError("bad MODSEQ line")
+                uid = parts[3] if len(parts) == 4 else "0"
+                if not uid.isdigit():
+                    raise ValueError("bad MODSEQ line")
+                state.setEntry(base, modseq, parts[2], int(uid))
             state.highest = max(state.highest, modseq)
             state.lines += 1
         state.offset += end
@@ -489,11 +595,11 @@ class ModSeqLog:
     def _parse(self, data: bytes, inode: int, uidValidity: int) -> _ModSeqState:
         headerLine, sep, rest = data.partition(b"\n")
         header = headerLine.decode("ascii", "replace").split(" ")
-        if not sep or len(header) != 4 or header[0] != MODSEQ_MAGIC:
+        if not sep or len(header) not in (4, 5) or header[0] != MODSEQ_MAGIC:
             raise ValueError("not a MODSEQ log")
-        if header[1] != str(MODSEQ_VERSION):
+        if header[1] not in ("1", str(MODSEQ_VERSION)) or len(header) != (4 if header[1] == "1" else 5):
             raise ValueError("other version")
-        if not header[2].isdigit() or not header[3].isdigit():
+        if not all(h.isdigit() for h in header[2:]):
             raise ValueError("bad header")
         highest = int(header[3])
         if int(header[2]) != uidValidity:
@@ -501,7 +607,12 @@ class ModSeqLog:
             # above the old ones all the same.
             return self._fresh(uidValidity, highest, True)
         state = _ModSeqState(uidValidity, highest, {}, 0, len(headerLine) + 1, inode)
+        state.horizon = int(header[4]) if len(header) == 5 else 0
         self._apply(state, rest)
+        if header[1] == "1":
+            # Version 1 kept no expunged UIDs.
+            state.expunged = []
+            state.horizon = state.highest
         return state
 
     def _fresh(self, uidValidity: int, previous: int, populated: bool) -> _ModSeqState:
@@ -509,31 +620,50 @@ class ModSeqLog:
         A new, empty log.  It starts at 0 only for a folder that never had
         one and holds no message yet; otherwise above every number a client
         may hold: the old highest, or the time in microseconds (a client may
-        know MODSEQs from a server this folder was migrated from).
+        know MODSEQs from a server this folder was migrated from).  What was
+        expunged before it is not known (the horizon).
         """
         start = max(previous, int(self._clock() * 1_000_000)) if (previous or populated) else 0
-        state = _ModSeqState(uidValidity, start, {}, 0, 0, 0)
+        state = _ModSeqState(uidValidity, start, {}, 0, 0, 0, [], start)
         self._rewrite(state)
         return state
 
     def _rewrite(self, state: _ModSeqState) -> None:
-        header = f"{MODSEQ_MAGIC} {MODSEQ_VERSION} {state.uidValidity} {state.highest}\n".encode()
-        body = "".join(f"{b} {m} {letters}\n" for b, (m, letters) in state.entries.items()).encode(
-            "utf-8", "surrogateescape"
+        """
+        Write the log anew: one line per message, and the most recent
+        expunges (up to L{MAX_EXPUNGED_UIDS} UIDs; dropping older ones
+        raises the horizon).
+        """
+        kept: list[tuple[int, list[int]]] = []
+        count = 0
+        for modseq, uids in reversed(state.expunged):
+            if count + len(uids) > self.MAX_EXPUNGED_UIDS:
+                state.horizon = max(state.horizon, modseq)
+                continue
+            count += len(uids)
+            kept.append((modseq, uids))
+        kept.reverse()
+        if kept and state.horizon:
+            kept = [(m, u) for m, u in kept if m > state.horizon]
+        state.expunged = kept
+        header = (
+            f"{MODSEQ_MAGIC} {MODSEQ_VERSION} {state.uidValidity} {state.highest} {state.horizon}\n".encode()
         )
+        body = "".join(
+            [f"- {m} {_uidSet(uids)}\n" for m, uids in kept]
+            + [f"{b} {m} {letters} {uid}\n" for b, (m, letters, uid) in state.entries.items()]
+        ).encode("utf-8", "surrogateescape")
         writeFileAtomically(self.path, header + body, 0o600, durable=False)
         state.inode = os.stat(self.path).st_ino
         state.offset = len(header) + len(body)
-        state.lines = len(state.entries)
+        state.lines = len(state.entries) + len(kept)
         self._state = state
 
-    def _append(self, state: _ModSeqState, new: list[tuple[str, int, str]], messages: int) -> None:
+    def _append(self, state: _ModSeqState, new: list[str], messages: int) -> None:
         if state.lines + len(new) > self.COMPACT_FACTOR * messages + self.COMPACT_SLACK or state.inode == 0:
             self._rewrite(state)
             return
-        data = "".join(f"{b} {m} {letters}\n" for b, m, letters in new).encode(
-            "utf-8", "surrogateescape"
-        )
+        data = "".join(line + "\n" for line in new).encode("utf-8", "surrogateescape")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         try:
             view = memoryview(data)

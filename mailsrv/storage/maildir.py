@@ -199,6 +199,13 @@ class MaildirFolder:
     def highestModSeq(self) -> int:
         return self._highestModSeq
 
+    def vanishedSince(self, modSeq: int) -> Optional[Sequence[int]]:
+        """
+        From the MODSEQ log: the UIDs expunged after C{modSeq}, as of the
+        last refresh (L{None} if the log does not reach back that far).
+        """
+        return self._store._index(self._path).modseq.expungedSince(modSeq)
+
     def uidValidity(self) -> int:
         return self._uidValidity
 
@@ -245,7 +252,11 @@ class MaildirFolder:
             for record in result.uidList.records
         }
         try:
-            modSeqs = index.modseq.update(result.uidList.uidValidity, letters)
+            modSeqs = index.modseq.update(
+                result.uidList.uidValidity,
+                letters,
+                uids={record.base: record.uid for record in result.uidList.records},
+            )
         except OSError:
             self.log.failure("Cannot update MODSEQs of {folder}", folder=key)
             raise temporaryError()
@@ -411,7 +422,7 @@ class MaildirFolder:
         entry.subdir, entry.filename = "cur", newName
         try:
             modSeq = self._store._index(self._path).modseq.update(
-                self._uidValidity, {entry.info.key: letters}, complete=False
+                self._uidValidity, {entry.info.key: letters}, complete=False, uids={entry.info.key: uid}
             )[entry.info.key]
         except OSError:
             self.log.failure("Cannot record the MODSEQ in {folder}", folder=str(self._path))

@@ -293,7 +293,7 @@ def test_damagedModSeqLogStartsAbove(tmp_path: Path) -> None:
     (inboxDir(tmp_path) / MODSEQ_NAME).write_bytes(b"not a log\n")
     again = newStore(tmp_path).openFolder(ACCOUNT)
     assert again.messages()[0].modSeq > seen
-    assert (inboxDir(tmp_path) / MODSEQ_NAME).read_bytes().startswith(b"MAILSRV-MODSEQ 1 ")
+    assert (inboxDir(tmp_path) / MODSEQ_NAME).read_bytes().startswith(b"MAILSRV-MODSEQ 2 ")
 
 
 def test_modSeqLogCompacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -311,3 +311,91 @@ def test_modSeqLogCompacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     lines = (inboxDir(tmp_path) / MODSEQ_NAME).read_bytes().splitlines()
     assert len(lines) <= 12
     assert newStore(tmp_path).openFolder(ACCOUNT).messages()[0].modSeq == folder.highestModSeq()
+
+
+def test_expungedUidsRemembered(tmp_path: Path) -> None:
+    """
+    Expunged UIDs are recorded with the MODSEQ of their expunge, whoever
+    removed the files, and a new process (store) reads them back.
+    """
+    store = newStore(tmp_path)
+    for n in range(5):
+        deliver(store, message(n))
+    folder = store.openFolder(ACCOUNT)
+    before = folder.highestModSeq()
+    assert folder.vanishedSince(before) == []
+    successResultOf(folder.expunge([2, 3]))
+    folder.refresh()
+    middle = folder.highestModSeq()
+    assert middle > before
+    # Another program deletes a file.
+    cur = inboxDir(tmp_path) / "cur"
+    victim = next(p for p in cur.iterdir() if folder.messages()[-1].key in p.name)
+    victim.unlink()
+    folder.refresh()
+    assert folder.vanishedSince(before) == [2, 3, 5]
+    assert folder.vanishedSince(middle) == [5]
+    assert folder.vanishedSince(folder.highestModSeq()) == []
+    again = newStore(tmp_path).openFolder(ACCOUNT)
+    assert again.vanishedSince(before) == [2, 3, 5]
+
+
+def test_expungeLogBounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Compaction keeps the most recent expunged UIDs only; asking about
+    earlier MODSEQs then answers L{None} (not known).
+    """
+    monkeypatch.setattr(indexModule.ModSeqLog, "MAX_EXPUNGED_UIDS", 3)
+    monkeypatch.setattr(indexModule.ModSeqLog, "COMPACT_FACTOR", 1)
+    monkeypatch.setattr(indexModule.ModSeqLog, "COMPACT_SLACK", 0)
+    store = newStore(tmp_path)
+    for n in range(8):
+        deliver(store, message(n))
+    folder = store.openFolder(ACCOUNT)
+    start = folder.highestModSeq()
+    marks = []
+    for uid in range(1, 6):
+        successResultOf(folder.expunge([uid]))
+        folder.refresh()
+        marks.append(folder.highestModSeq())
+    assert folder.vanishedSince(start) is None
+    assert folder.vanishedSince(marks[1]) == [3, 4, 5]
+    assert newStore(tmp_path).openFolder(ACCOUNT).vanishedSince(marks[1]) == [3, 4, 5]
+    lines = (inboxDir(tmp_path) / MODSEQ_NAME).read_bytes().splitlines()
+    assert sum(1 for line in lines if line.startswith(b"- ")) <= 3
+
+
+def test_version1LogUpgraded(tmp_path: Path) -> None:
+    """
+    A version 1 log (no UIDs) keeps its MODSEQs; expunges before the
+    upgrade are unknown, those after it are recorded.
+    """
+    store = newStore(tmp_path)
+    for n in range(3):
+        deliver(store, message(n))
+    folder = store.openFolder(ACCOUNT)
+    modseqs = [m.modSeq for m in folder.messages()]
+    path = inboxDir(tmp_path) / MODSEQ_NAME
+    header, *lines = path.read_text().splitlines()
+    magic, _, validity, highest, _ = header.split(" ")
+    old = [f"{magic} 1 {validity} {highest}"] + [" ".join(line.split(" ")[:3]) for line in lines if not line.startswith("-")]
+    path.write_text("\n".join(old) + "\n")
+    again = newStore(tmp_path).openFolder(ACCOUNT)
+    assert [m.modSeq for m in again.messages()] == modseqs
+    assert again.vanishedSince(0) is None
+    mark = again.highestModSeq()
+    successResultOf(again.expunge([2]))
+    again.refresh()
+    assert again.vanishedSince(mark) == [2]
+
+
+def test_highestModSeqAfterRestart(tmp_path: Path) -> None:
+    """
+    A new process whose first refresh finds nothing to add to the log still
+    reports the log's HIGHESTMODSEQ (it reported 0 before).
+    """
+    store = newStore(tmp_path)
+    deliver(store, message(1))
+    first = store.openFolder(ACCOUNT)
+    again = newStore(tmp_path).openFolder(ACCOUNT)
+    assert again.highestModSeq() == first.highestModSeq() == again.messages()[0].modSeq > 0
