@@ -586,3 +586,60 @@ class ESearchTests(ExtensionTestMixin, unittest.SynchronousTestCase):
         """
         for line in (b"e SEARCH RETURN (SAVE) ALL", b"e SEARCH RETURN (FOO) ALL", b"e SEARCH RETURN ALL"):
             self.assertTrue(self.send(line + b"\r\n").startswith(b"e BAD"), line)
+
+
+class QresyncTests(ExtensionTestMixin, unittest.SynchronousTestCase):
+    """
+    QRESYNC (RFC 7162) on the memory store, which keeps no expunge log: the
+    VANISHED (EARLIER) sets fall back to every missing UID.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        for _ in range(3):
+            deliver(self.store, ALICE, MSG1)
+        self.assertEqual(self.send(b"e ENABLE QRESYNC\r\n"), b"* ENABLED QRESYNC\r\ne OK ENABLE completed\r\n")
+
+    def test_selectFallsBackToMissingUids(self) -> None:
+        self.select()
+        self.send(b"s UID STORE 2,4 +FLAGS.SILENT (\\Deleted)\r\n")
+        self.assertEqual(self.send(b"x EXPUNGE\r\n"), b"* VANISHED 2,4\r\nx OK EXPUNGE completed\r\n")
+        validity = self.store.openFolder(ALICE).uidValidity()
+        response = self.send(b"q SELECT INBOX (QRESYNC (%d 1 1:4))\r\n" % (validity,))
+        self.assertTrue(response.startswith(b"* OK [CLOSED] Previous mailbox closed\r\n"), response)
+        self.assertIn(b"\r\n* VANISHED (EARLIER) 2,4\r\n", response)
+        self.assertTrue(response.endswith(b"q OK [READ-WRITE] SELECT completed\r\n"), response)
+        response = self.send(b"f UID FETCH 1:* (UID) (CHANGEDSINCE 1 VANISHED)\r\n")
+        self.assertTrue(response.startswith(b"* VANISHED (EARLIER) 2,4\r\n"), response)
+
+    def test_moveAnnouncesVanished(self) -> None:
+        self.select()
+        response = self.send(b"m UID MOVE 1:2 Archive\r\n")
+        self.assertIn(b"] Moved\r\n* VANISHED 1:2\r\nm OK MOVE completed\r\n", response)
+
+    def test_badParameters(self) -> None:
+        for line in (
+            b"a SELECT INBOX (QRESYNC (0 1))",
+            b"a SELECT INBOX (QRESYNC (1))",
+            b"a SELECT INBOX (QRESYNC (1 x))",
+            b"a SELECT INBOX (QRESYNC (1 1 junk))",
+            b"a SELECT INBOX (FOO)",
+        ):
+            self.assertTrue(self.send(line + b"\r\n").startswith(b"a BAD"), line)
+        self.select()
+        self.assertTrue(self.send(b"b FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)\r\n").startswith(b"b BAD"))
+
+    def test_fetchResponsesCarryUid(self) -> None:
+        """
+        With QRESYNC every FETCH response names the UID (RFC 7162 section
+        3.2.4): FETCH, STORE and changes reported from other sessions.
+        """
+        self.select()
+        self.assertEqual(
+            self.send(b"f FETCH 2 (FLAGS)\r\n"), b"* 2 FETCH (FLAGS (\\Recent) UID 2)\r\nf OK FETCH completed\r\n"
+        )
+        response = self.send(b"s STORE 2 +FLAGS (\\Seen)\r\n")
+        self.assertIn(b"* 2 FETCH (FLAGS (\\Seen \\Recent) UID 2 MODSEQ (", response)
+        other = self.store.openFolder(ALICE)
+        other.setFlags(3, ["\\Flagged"])
+        self.assertIn(b"* 3 FETCH (UID 3 FLAGS (\\Flagged \\Recent) MODSEQ (", self.send(b"n NOOP\r\n"))

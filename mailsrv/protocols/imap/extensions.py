@@ -7,14 +7,19 @@ L{mailsrv.protocols.imap.server.IMAPServer}:
    C{UID EXPUNGE};
  - MOVE (RFC 6851), C{UID MOVE}: the store moves each message atomically,
    the client hears C{* OK [COPYUID ...]} then the C{EXPUNGE}s;
- - UNSELECT (RFC 3691), ENABLE (RFC 5161; C{CONDSTORE} is the one
-   extension to enable), ID (RFC 2971);
+ - UNSELECT (RFC 3691), ENABLE (RFC 5161; C{CONDSTORE} and C{QRESYNC}
+   can be enabled), ID (RFC 2971);
  - CREATE-SPECIAL-USE (RFC 6154): C{CREATE name (USE (\\Sent))};
  - QUOTA (RFC 9208, storage resource only): GETQUOTA, GETQUOTAROOT, with
    one root C{""} per account; SETQUOTA is refused (the administrator sets
    quotas in C{dovecot-quotas.cf});
  - EXPUNGE and CLOSE that hold further commands until the store answered,
-   so replies stay in order (Twisted's ran them concurrently).
+   so replies stay in order (Twisted's ran them concurrently);
+ - QRESYNC (RFC 7162): once enabled, expunges are announced with
+   C{VANISHED <uids>} (EXPUNGE, UID EXPUNGE, MOVE and changes made
+   elsewhere); the SELECT parameter and the C{VANISHED} FETCH modifier live
+   in the server and in L{mailsrv.protocols.imap.fetch}, the expunged UIDs
+   in the folder index's MODSEQ log.
 
 LITERAL+ lives in the server's line handling.
 """
@@ -119,8 +124,7 @@ class ExtensionsMixin:
     select_EXPUNGE = (do_EXPUNGE, opt_seqset)
 
     def _expunged(self, announced: list[int], tag: bytes) -> None:
-        for seq in announced:
-            self.sendUntaggedResponse(b"%d EXPUNGE" % (seq,))  # type: ignore[attr-defined]
+        self._sendExpunged(announced)  # type: ignore[attr-defined]
         self.sendPositiveResponse(tag, b"EXPUNGE completed")  # type: ignore[attr-defined]
         self._unblock()  # type: ignore[attr-defined]
 
@@ -217,8 +221,7 @@ class ExtensionsMixin:
         if command == b"MOVE":
             if code:
                 self.sendUntaggedResponse(b"OK " + code + b"Moved")  # type: ignore[attr-defined]
-            for seq in expunged:
-                self.sendUntaggedResponse(b"%d EXPUNGE" % (seq,))  # type: ignore[attr-defined]
+            self._sendExpunged(expunged)  # type: ignore[attr-defined]
             code = b""
         # COPY or MOVE into the selected mailbox is reported (EXISTS) before
         # the tagged reply, like any other change.
@@ -303,13 +306,18 @@ class ExtensionsMixin:
 
     def do_ENABLE(self, tag: bytes, capabilities: list[bytes]) -> None:
         """
-        C{CONDSTORE} (RFC 7162) can be enabled; RFC 5161 says unknown names
-        are ignored, so they are left out of C{ENABLED}.
+        C{CONDSTORE} and C{QRESYNC} (RFC 7162; QRESYNC implies CONDSTORE)
+        can be enabled; RFC 5161 says unknown names are ignored, so they are
+        left out of C{ENABLED}.
         """
         enabled = b""
-        if any(c.upper() == b"CONDSTORE" for c in capabilities):
+        names = {c.upper() for c in capabilities}
+        if b"CONDSTORE" in names:
             self._enableCondstore()  # type: ignore[attr-defined]
-            enabled = b" CONDSTORE"
+            enabled += b" CONDSTORE"
+        if b"QRESYNC" in names:
+            self._enableQresync()  # type: ignore[attr-defined]
+            enabled += b" QRESYNC"
         self.sendUntaggedResponse(b"ENABLED" + enabled)  # type: ignore[attr-defined]
         self.sendPositiveResponse(tag, b"ENABLE completed")  # type: ignore[attr-defined]
 

@@ -277,6 +277,8 @@ class FetchRequest:
 
     query: list[Any]
     changedSince: Optional[int] = None
+    #: RFC 7162 C{VANISHED} modifier (with C{CHANGEDSINCE}, UID FETCH only).
+    vanished: bool = False
 
 
 def _usesHeaders(item: Any) -> bool:
@@ -403,9 +405,13 @@ class FetchMixin:
                 raise IllegalClientResponse("Invalid FETCH attributes") from None
             query = list(parser.result)
         changedSince = None
+        vanished = False
         if modifiers is not None:
-            parts = modifiers.split()
-            if len(parts) != 2 or parts[0].upper() != b"CHANGEDSINCE" or not parts[1].isdigit():
+            parts = [p.upper() for p in modifiers.split()]
+            if parts and parts[-1] == b"VANISHED":
+                vanished = True
+                parts.pop()
+            if len(parts) != 2 or parts[0] != b"CHANGEDSINCE" or not parts[1].isdigit():
                 raise IllegalClientResponse("Unknown FETCH modifier")
             changedSince = int(parts[1])
         if changedSince is not None:
@@ -414,10 +420,14 @@ class FetchMixin:
             query.append(_ModSeqItem())
         if not query:
             raise IllegalClientResponse("Empty FETCH attribute list")
-        return FetchRequest(query, changedSince), b""
+        return FetchRequest(query, changedSince, vanished), b""
 
     def do_FETCH(self, tag: bytes, messages: MessageSet, request: "FetchRequest", uid: int = 0) -> None:
         query = request.query
+        if request.vanished and not (uid and getattr(self, "_qresync", False)):
+            # RFC 7162 section 3.2.6: UID FETCH only, once QRESYNC is enabled.
+            self.sendBadResponse(tag, b"VANISHED needs UID FETCH and ENABLE QRESYNC")  # type: ignore[attr-defined]
+            return
         if any(item.type == "modseq" for item in query):
             if not self._condstoreAvailable():  # type: ignore[attr-defined]
                 self.sendBadResponse(tag, b"[NOMODSEQ] No MODSEQ in this mailbox")  # type: ignore[attr-defined]
@@ -434,6 +444,10 @@ class FetchMixin:
         except (MailError, MailboxException) as e:
             self._mailboxNo(tag, e)  # type: ignore[attr-defined]
             return
+        if request.vanished:
+            vanished = self.mbox.vanishedSince(request.changedSince, messages)
+            if vanished:
+                self.sendUntaggedResponse(b"VANISHED (EARLIER) " + vanished)  # type: ignore[attr-defined]
         if request.changedSince is not None:
             selected = [(seq, m) for seq, m in selected if m.info.modSeq > request.changedSince]
         isGone = getattr(self.mbox, "isGone", None)
@@ -484,6 +498,7 @@ class FetchMixin:
             item.type == "bodystructure" or (item.type == "body" and _isStructureOnly(item)) for item in query
         )
         uidItem = any(item.type == "uid" for item in query)
+        qresync = getattr(self, "_qresync", False)
         chunks: list[bytes] = []
         flushes = 0
         missing = 0
@@ -549,7 +564,8 @@ class FetchMixin:
                     markGone(msg.info.uid)
                     missing += 1
                     continue
-                if uid and not uidItem:
+                if (uid or qresync) and not uidItem:
+                    # RFC 7162 section 3.2.4: with QRESYNC, always the UID.
                     chunks.append(b" UID %d" % (msg.getUID(),))
                 chunks.append(b")\r\n")
                 held += sum(len(chunk) for chunk in chunks[mark:])
@@ -703,7 +719,7 @@ class FetchMixin:
             parts = []
             if not silent:
                 parts.append(b"FLAGS " + _flagList(result[seq]))
-            if uid:
+            if uid or getattr(self, "_qresync", False):
                 parts.append(b"UID %d" % (self.mbox.getUID(seq),))
             if withModSeq:
                 # RFC 7162 section 3.1.3: MODSEQ is reported even for .SILENT.

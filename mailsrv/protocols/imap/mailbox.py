@@ -61,6 +61,45 @@ class RecentTracker:
             self._claimed[key] = uid
 
 
+class Expunged(list):  # type: ignore[type-arg]
+    """
+    The sequence numbers to announce with C{EXPUNGE}, each valid when sent
+    in order, and (C{uids}) the UIDs of those messages, for the
+    C{VANISHED} that replaces them once QRESYNC is enabled (RFC 7162).
+    """
+
+    def __init__(self, seqs: Iterable[int] = (), uids: Iterable[int] = ()) -> None:
+        super().__init__(seqs)
+        self.uids: list[int] = sorted(uids)
+
+
+def uidRanges(uids: Iterable[int]) -> list[tuple[int, int]]:
+    """
+    Ascending C{(low, high)} ranges covering exactly C{uids}.
+    """
+    ranges: list[tuple[int, int]] = []
+    for uid in sorted(set(uids)):
+        if ranges and uid == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], uid)
+        else:
+            ranges.append((uid, uid))
+    return ranges
+
+
+def rangesText(ranges: Sequence[tuple[int, int]]) -> bytes:
+    return b",".join(b"%d" % (a,) if a == b else b"%d:%d" % (a, b) for a, b in ranges)
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
 @dataclasses.dataclass
 class SyncResult:
     """
@@ -74,7 +113,7 @@ class SyncResult:
     @ivar recent: the new recent count when C{exists} is set.
     """
 
-    expunged: list[int] = dataclasses.field(default_factory=list)
+    expunged: Expunged = dataclasses.field(default_factory=Expunged)
     flags: dict[int, list[str]] = dataclasses.field(default_factory=dict)
     modSeqs: dict[int, int] = dataclasses.field(default_factory=dict)
     exists: Optional[int] = None
@@ -371,7 +410,7 @@ class IMAPMailbox:
             self.folder.append, data, sorted(_storableFlags(textFlags)), parseAppendDate(date)
         )
 
-    def expunge(self, uids: Optional[MessageSet] = None) -> "Deferred[list[int]]":
+    def expunge(self, uids: Optional[MessageSet] = None) -> "Deferred[Expunged]":
         """
         Remove the messages flagged C{\\Deleted} (only those in C{uids}, a
         UID set, for UIDPLUS C{UID EXPUNGE}); fires with the sequence
@@ -386,21 +425,23 @@ class IMAPMailbox:
         # Ghosts are announced by the sync after this command, not here.
         doomed = [i.uid for i in candidates if "\\Deleted" in i.flags and i.uid not in self._gone]
         if not doomed:
-            return succeed([])
+            return succeed(Expunged())
         return maybeDeferred(self.folder.expunge, doomed).addCallback(
             lambda _: self._forget(set(doomed))
         )
 
-    def _forget(self, gone: set[int]) -> list[int]:
+    def _forget(self, gone: set[int]) -> Expunged:
         """
         Drop messages from the view; the sequence numbers to announce with
-        EXPUNGE, each valid at the moment it is sent.
+        EXPUNGE, each valid at the moment it is sent (and their UIDs).
         """
         announced = []
+        uids = []
         kept = []
         for seq, info in enumerate(self._infos, 1):
             if info.uid in gone:
                 announced.append(seq - len(announced))
+                uids.append(info.uid)
                 self._recent.discard(info.uid)
             else:
                 kept.append(info)
@@ -408,11 +449,66 @@ class IMAPMailbox:
         self._known -= len(announced)
         self._gone -= gone
         self._flagsChanged -= gone
-        return announced
+        return Expunged(announced, uids)
+
+    def vanishedSince(self, modSeq: int, within: Optional[MessageSet] = None) -> bytes:
+        """
+        The RFC 7162 C{VANISHED (EARLIER)} set: UIDs expunged after
+        C{modSeq} (limited to the UID set C{within}), as a sequence set.
+        Where the backend does not know every expunge since then, every UID
+        below UIDNEXT that is not in the mailbox is reported, which the RFC
+        allows (clients ignore UIDs they never had).  Messages still in
+        this session's view (expunged elsewhere, not announced yet) are
+        left out.
+        """
+        present = [info.uid for info in self._infos]
+        recorded = getattr(self.folder, "vanishedSince", None)
+        uids = recorded(modSeq) if recorded is not None else None
+        if uids is not None:
+            ranges = uidRanges(set(uids) - set(present))
+        else:
+            ranges = []
+            previous = 0
+            for uid in present:
+                if uid > previous + 1:
+                    ranges.append((previous + 1, uid - 1))
+                previous = uid
+            top = self.folder.uidNext() - 1
+            if top > previous:
+                ranges.append((previous + 1, top))
+        if within is not None and ranges:
+            _setLast(within, max(self.folder.uidNext() - 1, 1))
+            wanted = _merge([(min(a, b), max(a, b)) for a, b in within.ranges])
+            ranges = _merge(
+                [
+                    (max(low, a), min(high, b))
+                    for low, high in ranges
+                    for a, b in wanted
+                    if max(low, a) <= min(high, b)
+                ]
+            )
+        return rangesText(ranges)
+
+    def changedSince(
+        self, modSeq: int, within: Optional[MessageSet] = None
+    ) -> list[tuple[int, IMAPMessage]]:
+        """
+        C{(sequence number, message)} of the messages whose MODSEQ is above
+        C{modSeq}, among the UIDs C{within} (all when L{None}).
+        """
+        if within is None:
+            pairs = list(enumerate(self._infos, 1))
+        else:
+            pairs = self._select(within, True)
+        return [
+            (seq, self._message(info))
+            for seq, info in pairs
+            if info.modSeq > modSeq and info.uid not in self._gone
+        ]
 
     def transfer(
         self, messages: MessageSet, uid: bool, target: "IMAPMailbox", move: bool
-    ) -> "Deferred[tuple[list[tuple[int, int]], list[int]]]":
+    ) -> "Deferred[tuple[list[tuple[int, int]], Expunged]]":
         """
         COPY or MOVE messages to C{target} inside the store (no message is
         read here).  Fires with the C{(source UID, target UID)} pairs and,
@@ -422,11 +518,11 @@ class IMAPMailbox:
             raise ReadOnlyMailbox()
         wanted = [info.uid for _, info in self._select(messages, uid) if info.uid not in self._gone]
         if not wanted:
-            return succeed(([], []))
+            return succeed(([], Expunged()))
 
-        def done(pairs: Any) -> tuple[list[tuple[int, int]], list[int]]:
+        def done(pairs: Any) -> tuple[list[tuple[int, int]], Expunged]:
             pairs = list(pairs)
-            expunged = self._forget({p[0] for p in pairs}) if move else []
+            expunged = self._forget({p[0] for p in pairs}) if move else Expunged()
             return pairs, expunged
 
         return maybeDeferred(self.folder.transfer, wanted, target.folder, move).addCallback(done)

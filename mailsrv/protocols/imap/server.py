@@ -49,6 +49,7 @@ tuples in a mixin and extend L{IMAPServer.capabilities}.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from typing import Any, Optional
 
@@ -72,6 +73,8 @@ from twisted.mail.imap4 import (
     IMAP4Server,
     MailboxException,
     _prepareMailboxName,
+    parseIdList,
+    parseNestedParens,
 )
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -86,7 +89,7 @@ from mailsrv.protocols.imap.account import MailboxError, _storeError
 from mailsrv.protocols.imap.extensions import ExtensionsMixin
 from mailsrv.protocols.imap.fetch import FetchMixin
 from mailsrv.protocols.imap.limits import LimitsMixin
-from mailsrv.protocols.imap.mailbox import SYSTEM_FLAGS, parseAppendDate
+from mailsrv.protocols.imap.mailbox import SYSTEM_FLAGS, parseAppendDate, rangesText, uidRanges
 from mailsrv.protocols.imap.search import SearchMixin
 from mailsrv.tls import negotiatedTLS
 
@@ -114,7 +117,47 @@ class _Answered(Exception):
         self.response = response
 
 
+@dataclasses.dataclass
+class QresyncParams:
+    """
+    The RFC 7162 C{QRESYNC} SELECT parameter (the sequence match data is
+    accepted and not needed: the expunge log answers exactly, or the
+    fallback reports every missing UID).
+    """
+
+    uidValidity: int
+    modSeq: int
+    knownUids: Optional[bytes] = None
+
+
+@dataclasses.dataclass
+class SelectParams:
+    condstore: bool = False
+    qresync: Optional[QresyncParams] = None
+
+
+def _qresyncParams(items: list[Any]) -> QresyncParams:
+    if len(items) < 2 or not all(isinstance(i, bytes) and i.isdigit() for i in items[:2]):
+        raise IllegalClientResponse("Malformed QRESYNC parameter")
+    uidValidity, modSeq = int(items[0]), int(items[1])
+    if uidValidity == 0 or modSeq == 0:
+        raise IllegalClientResponse("Malformed QRESYNC parameter")
+    known = None
+    if len(items) > 2:
+        if not isinstance(items[2], bytes):
+            raise IllegalClientResponse("Malformed QRESYNC parameter")
+        known = items[2]
+        try:
+            parseIdList(known, 1)
+        except Exception:
+            raise IllegalClientResponse("Malformed QRESYNC known UIDs") from None
+    if len(items) > 4 or (len(items) == 4 and not isinstance(items[3], list)):
+        raise IllegalClientResponse("Malformed QRESYNC parameter")
+    return QresyncParams(uidValidity, modSeq, known)
+
+
 _NON_SYNC_LITERAL = re.compile(rb"\{(\d{1,20})\+\}$")
+
 
 class _LiteralOctets(bytes):
     """
@@ -250,6 +293,9 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         # RFC 7162: set by ENABLE CONDSTORE or the first command using it;
         # from then on every FETCH response carries MODSEQ.
         self._condstore = False
+        # RFC 7162: set by ENABLE QRESYNC; expunges are then announced
+        # with VANISHED instead of EXPUNGE.
+        self._qresync = False
 
     # ---------------------------------------------------------- CONDSTORE
 
@@ -265,6 +311,25 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
 
     def _condstoreEnabled(self) -> bool:
         return self._condstore and self._condstoreAvailable()
+
+    def _enableQresync(self) -> None:
+        self._qresync = True
+        self._condstore = True
+
+    def _sendExpunged(self, expunged: Any) -> None:
+        """
+        Announce expunged messages: C{* n EXPUNGE} per sequence number, or
+        once QRESYNC is enabled one C{* VANISHED <uids>} (RFC 7162 section
+        3.2.10).
+        """
+        if not expunged:
+            return
+        uids = getattr(expunged, "uids", None)
+        if self._qresync and uids:
+            self.sendUntaggedResponse(b"VANISHED " + rangesText(uidRanges(uids)))
+            return
+        for seq in expunged:
+            self.sendUntaggedResponse(b"%d EXPUNGE" % (seq,))
 
     # ------------------------------------------------------------ connection
 
@@ -716,6 +781,7 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         caps[b"QUOTA=RES-STORAGE"] = None
         caps[b"CONDSTORE"] = None
         caps[b"ESEARCH"] = None
+        caps[b"QRESYNC"] = None
         caps[b"APPENDLIMIT=%d" % (self.maxMessageSize,)] = None
         return caps
 
@@ -946,13 +1012,14 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
             # own reply stands; the next one tries again.
             self.log.info("Cannot resynchronise the selected mailbox: {error}", error=str(e), **self._logFields())
             return
-        for seq in result.expunged:
-            self.sendUntaggedResponse(b"%d EXPUNGE" % (seq,))
+        self._sendExpunged(result.expunged)
         withModSeq = self._condstoreEnabled()
         for seq in sorted(result.flags):
             flags = b" ".join(f.encode("ascii") for f in result.flags[seq])
             modseq = b" MODSEQ (%d)" % (result.modSeqs.get(seq, 1),) if withModSeq else b""
-            self.sendUntaggedResponse(b"%d FETCH (FLAGS (%b)%b)" % (seq, flags, modseq))
+            # RFC 7162 section 3.2.4: with QRESYNC every FETCH names its UID.
+            uid = b"UID %d " % (self.mbox.getUID(seq),) if self._qresync else b""
+            self.sendUntaggedResponse(b"%d FETCH (%bFLAGS (%b)%b)" % (seq, uid, flags, modseq))
         if result.exists is not None:
             self.sendUntaggedResponse(b"%d EXISTS" % (result.exists,))
             self.sendUntaggedResponse(b"%d RECENT" % (result.recent,))
@@ -984,22 +1051,46 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         else:
             self.sendNegativeResponse(tag, str(error).encode("ascii", "replace") or b"Failed")
 
-    def opt_selectParams(self, line: bytes) -> tuple[bool, bytes]:
+    def opt_selectParams(self, line: bytes) -> tuple["SelectParams", bytes]:
         """
-        The RFC 4466 SELECT/EXAMINE parameters; only C{(CONDSTORE)} is
-        known.  Returns whether it was given.
+        The RFC 4466 SELECT/EXAMINE parameters: C{CONDSTORE} and
+        C{QRESYNC (uidvalidity modseq [known-uids [seq-match-data]])}
+        (RFC 7162).
         """
         line = (line or b"").strip()
         if not line:
-            return False, b""
-        if line.upper() != b"(CONDSTORE)":
-            raise IllegalClientResponse("Unknown SELECT parameter")
-        return True, b""
+            return SelectParams(), b""
+        try:
+            parsed = parseNestedParens(line)
+        except Exception:
+            raise IllegalClientResponse("Malformed SELECT parameters") from None
+        if len(parsed) != 1 or not isinstance(parsed[0], list):
+            raise IllegalClientResponse("Malformed SELECT parameters")
+        params = SelectParams()
+        items = parsed[0]
+        while items:
+            word = items.pop(0)
+            if not isinstance(word, bytes):
+                raise IllegalClientResponse("Malformed SELECT parameters")
+            if word.upper() == b"CONDSTORE":
+                params.condstore = True
+            elif word.upper() == b"QRESYNC" and items and isinstance(items[0], list):
+                params.qresync = _qresyncParams(items.pop(0))
+            else:
+                raise IllegalClientResponse("Unknown SELECT parameter")
+        return params, b""
 
-    def _selectWork(self, tag: bytes, name: bytes, condstore: bool, rw: int, cmdName: bytes) -> None:
-        if condstore:
+    def _selectWork(self, tag: bytes, name: bytes, params: "SelectParams", rw: int, cmdName: bytes) -> None:
+        if params.qresync is not None and not self._qresync:
+            # RFC 7162 section 3.2.5: QRESYNC must be enabled first.
+            self.sendBadResponse(tag, b"QRESYNC is not enabled")
+            return
+        if params.condstore:
             self._enableCondstore()
         if self.mbox is not None:
+            # RFC 7162 section 3.2.11: the client learns where the old
+            # mailbox's responses end.
+            self.sendPositiveResponse(None, b"[CLOSED] Previous mailbox closed")
             self.mbox.removeListener(self)
             close = getattr(self.mbox, "close", None)
             if close is not None:
@@ -1040,7 +1131,30 @@ class IMAPServer(ExtensionsMixin, FetchMixin, SearchMixin, LimitsMixin, IMAP4Ser
         mode = b"READ-WRITE" if mbox.isWriteable() else b"READ-ONLY"
         self.mbox = mbox
         self.state = "select"
+        if params.qresync is not None and highest is not None:
+            self._qresyncSelect(mbox, params.qresync)
         self.sendPositiveResponse(tag, b"[" + mode + b"] " + cmdName + b" completed")
+
+    def _qresyncSelect(self, mbox: Any, params: "QresyncParams") -> None:
+        """
+        RFC 7162 section 3.2.5: when the client's UIDVALIDITY is still
+        valid, what it missed since its MODSEQ: C{VANISHED (EARLIER)} with
+        the UIDs expunged, then a FETCH (UID, FLAGS, MODSEQ) per message
+        changed, both limited to its known UIDs when it gave them.
+        """
+        if params.uidValidity != mbox.getUIDValidity():
+            return
+        known = None
+        if params.knownUids is not None:
+            known = parseIdList(params.knownUids, max(mbox.getUIDNext() - 1, 1))
+        vanished = mbox.vanishedSince(params.modSeq, known)
+        if vanished:
+            self.sendUntaggedResponse(b"VANISHED (EARLIER) " + vanished)
+        for seq, msg in mbox.changedSince(params.modSeq, known):
+            flags = b" ".join(f.encode("ascii") for f in msg.getFlags())
+            self.sendUntaggedResponse(
+                b"%d FETCH (UID %d FLAGS (%b) MODSEQ (%d))" % (seq, msg.getUID(), flags, max(msg.info.modSeq, 1))
+            )
 
     auth_SELECT = select_SELECT = (_selectWork, IMAP4Server.arg_astring, opt_selectParams, 1, b"SELECT")
     auth_EXAMINE = select_EXAMINE = (_selectWork, IMAP4Server.arg_astring, opt_selectParams, 0, b"EXAMINE")
