@@ -132,7 +132,7 @@ def test_corpusBodystructure(imapServer: RunningServer) -> None:
         assert typ == "OK"
         wire = b"".join(p if isinstance(p, bytes) else b"".join(p) for p in response)
         expected = collapseNestedLists([bodyStructure(parseStructure(io.BytesIO(data)), True)])
-        assert wire.replace(b"\r\n", b"") .endswith(b"BODYSTRUCTURE " + expected.replace(b"\r\n", b"") + b")"), name
+        assert wire.replace(b"\r\n", b"").endswith(b"BODYSTRUCTURE " + expected.replace(b"\r\n", b"") + b")"), name
     imap.logout()
 
 
@@ -161,7 +161,6 @@ def test_bigMultipartMemoryBound(imapServer: RunningServer) -> None:
 
     body = c.fetch([1], ["BODY.PEEK[2]"])[1][b"BODY[2]"]
     assert len(body) == parts[1][6]
-    assert body.startswith(base64.encodebytes(b"")[:0])
     streamed = serverMemory(imapServer)
     assert streamed["VmHWM"] - before["VmHWM"] < 24 * 1024 * 1024, (before, streamed)
     c.logout()
