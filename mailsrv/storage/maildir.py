@@ -608,20 +608,22 @@ class MaildirFolder:
             cache.add(base, summary)
             result[uid] = summary
         if structure:
-            await self._completeStructures(index, {uid: result[uid] for uid, _, _ in built})
+            await self._completeStructures(index, result, [uid for uid, _, _ in built])
         self._saveCache(index)
         return result
 
-    async def _completeStructures(self, index: FolderIndex, result: dict[int, MessageSummary]) -> None:
+    async def _completeStructures(
+        self, index: FolderIndex, result: dict[int, MessageSummary], uids: Optional[list[int]] = None
+    ) -> None:
         """
-        Give the summaries in C{result} that lack what BODYSTRUCTURE needs
-        (large messages) their line count and MIME structure, read in a
-        thread, and keep them in the cache.
+        Give the summaries in C{result} (those of C{uids}, or all) that lack
+        what BODYSTRUCTURE needs (large messages) their line count and MIME
+        structure, read in a thread, and keep them in the cache.
         """
         todo = [
-            (uid, self._entries[uid], summary)
-            for uid, summary in result.items()
-            if needsStructure(summary) and uid in self._entries
+            (uid, self._entries[uid], result[uid])
+            for uid in (result if uids is None else uids)
+            if needsStructure(result[uid]) and uid in self._entries
         ]
         if not todo:
             return

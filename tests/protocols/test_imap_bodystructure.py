@@ -261,8 +261,11 @@ def test_largeMessageStructureInThread(store: MaildirStore, monkeypatch: pytest.
     folder = store.openFolder(account)
     data = CORPUS["nested-multipart"]
     successResultOf(folder.append(data))
+    successResultOf(folder.append(data))
     folder.refresh()
-    uid = folder.messages()[0].uid
+    first, uid = [m.uid for m in folder.messages()]
+    # Summarised and completed in one call.
+    assert successResultOf(folder.summaries([first], structure=True))[first].structure is not None
     plain = successResultOf(folder.summaries([uid]))[uid]
     assert plain.structure is None and plain.bodyLines is None
     full = successResultOf(folder.summaries([uid], structure=True))[uid]
