@@ -621,6 +621,13 @@ class FetchMixin:
         except (IndexError, TypeError):
             write(name + b" NIL")
             return None
+        if part.part and (part.header or part.text):
+            # After a part number, HEADER and TEXT are those of the message
+            # a message/rfc822 part encapsulates, not the part's own MIME
+            # header and body (RFC 3501 section 6.4.5).
+            encapsulated = getattr(target, "encapsulated", lambda: None)()
+            if encapsulated is not None:
+                target = encapsulated
 
         data: Union[bytes, BinaryIO]
         if part.header:

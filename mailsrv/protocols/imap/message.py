@@ -210,6 +210,16 @@ class MIMEPart:
     def isMultipart(self) -> bool:
         return bool(self._part.children)
 
+    def encapsulated(self) -> Optional["MIMEPart"]:
+        """
+        The message inside a C{message/rfc822} part, whose header and text
+        C{BODY[n.HEADER]} and C{BODY[n.TEXT]} name (RFC 3501 section
+        6.4.5); L{None} for other parts.
+        """
+        if self._part.isMessage() and self._part.children:
+            return MIMEPart(self._message, self._part.children[0])
+        return None
+
     def getSubPart(self, part: int) -> "MIMEPart":
         children = self._part.children
         if not children:
