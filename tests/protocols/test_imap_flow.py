@@ -260,6 +260,51 @@ class FlowControlTests(IMAPTestMixin, unittest.SynchronousTestCase):
             + b"* 2 FETCH (FLAGS (\\Recent))\r\ng OK FETCH completed\r\n",
         )
 
+    def test_stalledBodyReaderDropped(self) -> None:
+        """
+        A client that stops reading while a body streams is dropped after
+        C{command_timeout} without a request for more; one that reads,
+        however slowly, gets the whole body.
+        """
+        body = bigMessage(0, fetch.SMALL_BODY * 8)
+        deliver(self.store, ALICE, body)
+        self.loggedIn()
+        self.send(b"s SELECT INBOX\r\n")
+        self.transport.clear()
+        self.server.dataReceived(b"f FETCH 1 (BODY.PEEK[])\r\n")
+        self.pump()
+        self.assertIsInstance(self.transport.producer, fetch._BodyProducer)
+        for _ in range(3):
+            self.clock.advance(self.server.timeouts.command - 1)
+            self.transport.read()
+            self.pump()
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(self.server.timeouts.command)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_bodyReadSlowlyNotDropped(self) -> None:
+        """
+        A client reading a streamed body a little at a time, each read
+        within C{command_timeout}, gets all of it and keeps its connection.
+        """
+        body = bigMessage(0, fetch.SMALL_BODY * 8)
+        deliver(self.store, ALICE, body)
+        self.loggedIn()
+        self.send(b"s SELECT INBOX\r\n")
+        self.transport.clear()
+        self.server.dataReceived(b"f FETCH 1 (BODY.PEEK[])\r\n")
+        out = bytearray()
+        for _ in range(1000):
+            self.clock.advance(self.server.timeouts.command - 1)
+            self.pump()
+            out += self.transport.read()
+            if out.endswith(b"f OK FETCH completed\r\n"):
+                break
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(bytes(out), b"* 1 FETCH (BODY[] {%d}\r\n%b)\r\nf OK FETCH completed\r\n" % (len(body), body))
+        # The stall timer went with the producer.
+        self.assertFalse([c for c in self.clock.getDelayedCalls() if c.func == self.server._outputStalled])
+
     def test_fetchWaitsForRoom(self) -> None:
         """
         Bodies sent from memory are written each C{FETCH_FLUSH} octets, and

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, Union
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import deferLater
 from twisted.mail.imap4 import (
+    FileProducer,
     IllegalClientResponse,
     IMAP4Server,
     IMessageFile,
@@ -98,6 +99,55 @@ class _Window:
 
     def close(self) -> None:
         self._f.close()
+
+
+class _BodyProducer(FileProducer):
+    """
+    Twisted's pull producer of a literal from a file, which also drops a
+    client that stops reading: the transport asks for more as its buffer
+    drains, so no request for C{stallTimeout} seconds means the client
+    reads nothing (closing normally would wait for it forever).  The file
+    is closed when the producer is done or stopped.
+    """
+
+    def __init__(
+        self, f: Any, clock: Any, stallTimeout: float, onStall: Callable[[], None]
+    ) -> None:
+        super().__init__(f)
+        self._clock = clock
+        self._stallTimeout = stallTimeout
+        self._onStall = onStall
+        self._stallCall: Any = None
+
+    def _arm(self) -> None:
+        if self._stallCall is not None and self._stallCall.active():
+            self._stallCall.reset(self._stallTimeout)
+        else:
+            self._stallCall = self._clock.callLater(self._stallTimeout, self._onStall)
+
+    def _disarm(self) -> None:
+        if self._stallCall is not None and self._stallCall.active():
+            self._stallCall.cancel()
+        self._stallCall = None
+
+    def beginProducing(self, consumer: Any) -> "Deferred[Any]":
+        self._arm()
+        return super().beginProducing(consumer)  # type: ignore[no-any-return]
+
+    def resumeProducing(self) -> None:
+        f = self.f
+        self._arm()
+        super().resumeProducing()
+        if self.f is None:  # the last chunk was written
+            self._disarm()
+            if f is not None:
+                f.close()
+
+    def stopProducing(self) -> None:
+        self._disarm()
+        if self.f is not None:
+            self.f.close()
+            self.f = None
 
 
 def _rawHeader(msg: Any) -> bytes:
@@ -664,11 +714,15 @@ class FetchMixin:
         if isinstance(data, bytes):
             write(name + b" " + _literal(data))
             return None
-        from twisted.mail.imap4 import FileProducer
-
         write(name + b" ")
         flush()
-        return FileProducer(data).beginProducing(self.transport)
+        producer = _BodyProducer(
+            data,
+            self._clock,  # type: ignore[attr-defined]
+            self.timeouts.command,  # type: ignore[attr-defined]
+            self._outputStalled,  # type: ignore[attr-defined]
+        )
+        return producer.beginProducing(self.transport)
 
     # ------------------------------------------------------------------ STORE
 
