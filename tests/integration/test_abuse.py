@@ -32,7 +32,7 @@ CONNECTIONS = int(os.environ.get("MAILSRV_ABUSE_CONNECTIONS", "2000"))
 COMMAND_TIMEOUT = 8.0
 LORIS = 10  # per protocol
 NON_READERS = 10  # per protocol
-NON_READER_PROTOCOLS = ("smtp", "pop3")
+NON_READER_PROTOCOLS = ("smtp", "imap", "pop3")
 # What one connection may cost the server, and what the abusers may add on
 # top; generous, but far below what unbounded buffering reaches.
 PER_CONNECTION = 16 * 1024
