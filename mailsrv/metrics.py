@@ -172,6 +172,19 @@ def _rejection(stage: str) -> Callable[[Metrics, dict[str, Any]], None]:
     return count
 
 
+def _smtpRefusal(m: Metrics, event: dict[str, Any]) -> None:
+    # The SMTP server's own refusals (sequence, syntax, TLS/AUTH policy,
+    # limits, timeouts) carry their stage in the event.
+    m.rejections.labels(
+        _label(event, "endpoint"), _label(event, "stage"), _label(event, "code"), _label(event, "reason")
+    ).inc()
+
+
+def _smtpConnectionRefused(m: Metrics, event: dict[str, Any]) -> None:
+    m.connections.labels(_label(event, "endpoint"), "smtp").inc()
+    _smtpRefusal(m, event)
+
+
 def _accepted(m: Metrics, event: dict[str, Any]) -> None:
     m.messages.labels(_label(event, "endpoint"), "accepted").inc()
     for name, verdict in dict(event.get("verdicts") or {}).items():
@@ -223,7 +236,10 @@ def _reload(m: Metrics, event: dict[str, Any]) -> None:
 
 # Event formats (the stable first words of the protocols' log lines).
 _PREFIXES: tuple[tuple[str, Callable[[Metrics, dict[str, Any]], None]], ...] = (
+    ("SMTP connection from {peer} on {endpoint} refused", _smtpConnectionRefused),
     ("SMTP connection from {peer} on {endpoint}", _connection("smtp")),
+    ("SMTP {command} from {peer} on {endpoint} refused", _smtpRefusal),
+    ("SMTP timeout from {peer} on {endpoint}", _smtpRefusal),
     ("IMAP connection from {peer} on {endpoint}", _connection("imap")),
     ("POP3 connection from {peer} on {endpoint}", _connection("pop3")),
     ("AUTH ", _authOutcome("smtp")),

@@ -80,6 +80,34 @@ MAX_BUFFERED = 256 * 1024
 COMMAND, DATA, BDAT, AUTH, CLOSED = "COMMAND", "DATA", "BDAT", "AUTH", "CLOSED"
 
 
+# The reasons of the refusals this class makes itself, without asking the
+# pipeline (whose refusals carry their MailError's reason).  They are log
+# fields and /metrics labels: stable names, documented in
+# docs/operations.md.
+HELO_REQUIRED = "helo-required"
+STARTTLS_REQUIRED = "starttls-required"
+AUTH_REQUIRED = "auth-required"
+BAD_SEQUENCE = "bad-sequence"
+SYNTAX = "syntax"
+NON_ASCII = "non-ascii"
+NOT_OFFERED = "not-offered"
+AUTH_MECHANISM = "auth-mechanism"
+AUTH_CANCELLED = "auth-cancelled"
+UNKNOWN_COMMAND = "unknown-command"
+LINE_TOO_LONG = "line-too-long"
+TOO_MANY_RECIPIENTS = "too-many-recipients"
+TOO_MANY_ERRORS = "too-many-errors"
+TOO_MANY_CONNECTIONS = "too-many-connections"
+TIMEOUT = "timeout"
+
+
+def _printable(verb: str) -> str:
+    """
+    A client's command verb made safe for a log line: short, printable.
+    """
+    return "".join(c if c.isprintable() and not c.isspace() else "?" for c in verb[:20]) or "(empty)"
+
+
 def _reason(failure: Failure) -> str:
     """
     The reason of a refusal in logs and metrics: the L{MailError}'s, or
@@ -128,6 +156,8 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._chunkRemaining = 0
         self._chunkLast = False
         self._chunkRefusal: Optional[R.Reply] = None
+        # The transaction whose excess recipient was logged.
+        self._overLimitEnvelope: Optional[Envelope] = None
         self._dataFailure: Optional[MailError] = None
         self._sasl: Optional[sasl.SASLExchange] = None
         self._skipLine = False
@@ -163,6 +193,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                     "SMTP connection from {peer} on {endpoint} refused: connection limit",
                     peer=self.session.peerHost,
                     endpoint=self.policy.name,
+                    stage="connect",
+                    code=R.TOO_MANY_CONNECTIONS.code,
+                    reason=TOO_MANY_CONNECTIONS,
                     sessionId=self.session.sessionId,
                 )
                 self._reply(*R.TOO_MANY_CONNECTIONS.format(self.hostname, self.session.peerHost))
@@ -236,6 +269,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             "SMTP timeout from {peer} on {endpoint} in {mode}",
             peer=self.session.peerHost,
             mode=self._mode,
+            stage={DATA: "data", BDAT: "data", AUTH: "auth"}.get(self._mode, "command"),
+            code=R.TIMEOUT.code,
+            reason=TIMEOUT,
             sessionId=self.session.sessionId,
             endpoint=self.policy.name,
         )
@@ -277,10 +313,45 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         """
         self._send(reply)
         self._errors += 1
-        if self._errors >= self.limits.maxErrors:
-            self._send(R.TOO_MANY_ERRORS.format(self.hostname))
-            self.transport.loseConnection()
-            self._mode = CLOSED
+        if self._errors >= self.limits.maxErrors and self._mode != CLOSED:
+            self._closeTooManyErrors()
+
+    def _closeTooManyErrors(self) -> None:
+        reply = R.TOO_MANY_ERRORS.format(self.hostname)
+        self._logRefusal(reply, "session", "session", TOO_MANY_ERRORS)
+        self._send(reply)
+        self.transport.loseConnection()
+        self._mode = CLOSED
+
+    def _refuse(self, reply: R.Reply, command: str, stage: str, reason: str) -> None:
+        """
+        Refuse a command on the protocol's own authority (sequence, syntax,
+        TLS or AUTH policy, limits): log it and answer with C{reply}, which
+        counts as an error.
+        """
+        self._logRefusal(reply, command, stage, reason)
+        self._error(reply)
+
+    def _logRefusal(self, reply: R.Reply, command: str, stage: str, reason: str) -> None:
+        """
+        One info line per refusal the protocol makes itself (a refused
+        client is not a server error); /metrics counts it in
+        C{mailsrv_smtp_rejections_total} by C{stage} and C{reason}.  A
+        client repeating a bad command gets at most C{max_errors} of these
+        before it is disconnected.
+        """
+        self.log.info(
+            "SMTP {command} from {peer} on {endpoint} refused: {code} {text}",
+            command=command,
+            stage=stage,
+            code=reply.code,
+            status=reply.status,
+            text=reply.text,
+            reason=reason,
+            peer=self.session.peerHost,
+            sessionId=self.session.sessionId,
+            endpoint=self.policy.name,
+        )
 
     # -- input --------------------------------------------------------------
 
@@ -346,7 +417,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                 line = line[:-1]
             if self._skipLine or len(line) > MAX_COMMAND_LINE:
                 self._skipLine = False
-                self._error(R.LINE_TOO_LONG)
+                self._refuse(R.LINE_TOO_LONG, "line", "command", LINE_TOO_LONG)
                 continue
             if self._mode == AUTH:
                 self._authResponse(line)
@@ -377,8 +448,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             return
         handler = getattr(self, "do_" + name, None) if name.isalpha() else None
         if handler is None:
-            self.log.debug("Unknown command {verb!r}", verb=name[:20], sessionId=self.session.sessionId)
-            self._error(R.NOT_RECOGNIZED)
+            self._refuse(R.NOT_RECOGNIZED, _printable(name), "command", UNKNOWN_COMMAND)
             return
         handler(arg.strip(b" "))
 
@@ -387,7 +457,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
     def _hello(self, arg: bytes, esmtp: bool) -> None:
         verb = "EHLO" if esmtp else "HELO"
         if not arg:
-            self._error(R.SYNTAX_HELO.format(verb))
+            self._refuse(R.SYNTAX_HELO.format(verb), verb, "helo", SYNTAX)
             return
         name = arg.decode("utf-8", "replace")
         self._abortTransaction()
@@ -415,7 +485,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
     def do_RSET(self, arg: bytes) -> None:
         if arg:
-            self._error(R.NO_PARAMS)
+            self._refuse(R.NO_PARAMS, "RSET", "command", SYNTAX)
             return
         self._abortTransaction()
         self._send(R.OK)
@@ -435,13 +505,13 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
     def do_STARTTLS(self, arg: bytes) -> None:
         if self.tlsActive:
-            self._error(R.TLS_ACTIVE)
+            self._refuse(R.TLS_ACTIVE, "STARTTLS", "starttls", BAD_SEQUENCE)
             return
         if not self.policy.offersStartTLS(False) or self.tlsCreator is None:
-            self._error(R.TLS_UNAVAILABLE)
+            self._refuse(R.TLS_UNAVAILABLE, "STARTTLS", "starttls", NOT_OFFERED)
             return
         if arg:
-            self._error(R.NO_PARAMS)
+            self._refuse(R.NO_PARAMS, "STARTTLS", "starttls", SYNTAX)
             return
         if self._buffer:
             # The client must wait for our 220 before sending more; anything
@@ -466,25 +536,25 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
     def do_AUTH(self, arg: bytes) -> None:
         if not self.policy.auth:
-            self._error(R.AUTH_DISABLED)
+            self._refuse(R.AUTH_DISABLED, "AUTH", "auth", NOT_OFFERED)
             return
         if not self.policy.mayAuthenticate(self.tlsActive):
-            self._error(R.NEED_STARTTLS)
+            self._refuse(R.NEED_STARTTLS, "AUTH", "auth", STARTTLS_REQUIRED)
             return
         if self.session.heloName is None or not self.session.esmtp:
-            self._error(R.NEED_HELO)
+            self._refuse(R.NEED_HELO, "AUTH", "auth", HELO_REQUIRED)
             return
         if self.session.authenticatedAs is not None:
-            self._error(R.AUTH_ALREADY)
+            self._refuse(R.AUTH_ALREADY, "AUTH", "auth", BAD_SEQUENCE)
             return
         if self._envelope is not None:
-            self._error(R.AUTH_IN_TRANSACTION)
+            self._refuse(R.AUTH_IN_TRANSACTION, "AUTH", "auth", BAD_SEQUENCE)
             return
         mechanism, _, initial = arg.partition(b" ")
         try:
             self._sasl = sasl.SASLExchange(mechanism.decode("ascii", "replace"))
         except sasl.SASLError:
-            self._error(R.AUTH_MECHANISM)
+            self._refuse(R.AUTH_MECHANISM, "AUTH", "auth", AUTH_MECHANISM)
             return
         try:
             decoded = sasl.decodeResponse(initial) if initial else None
@@ -502,7 +572,10 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
     def _saslFailed(self, error: sasl.SASLError) -> None:
         self._mode = COMMAND
         self._sasl = None
-        self._error(R.AUTH_CANCELLED if error.cancelled else R.AUTH_DECODE)
+        if error.cancelled:
+            self._refuse(R.AUTH_CANCELLED, "AUTH", "auth", AUTH_CANCELLED)
+        else:
+            self._refuse(R.AUTH_DECODE, "AUTH", "auth", SYNTAX)
 
     def _saslStep(self, result: Any) -> None:
         if isinstance(result, bytes):
@@ -544,11 +617,10 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             self.log.failure("Authentication backend error", failure)
 
         def answer() -> None:
+            # Logged above and counted as a failed login, not again here.
             self._error(R.AUTH_TEMP if temporary else R.AUTH_FAILED)
             if self._authFailures >= self.maxAuthFailures and self._mode != CLOSED:
-                self._send(R.TOO_MANY_ERRORS.format(self.hostname))
-                self.transport.loseConnection()
-                self._mode = CLOSED
+                self._closeTooManyErrors()
 
         # Slow down password guessing; the reply waits, and so does the
         # session.
@@ -560,25 +632,29 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
     # -- mail transaction ---------------------------------------------------
 
-    def _transactionRefusal(self) -> Optional[R.Reply]:
+    def _transactionRefusal(self) -> Optional[tuple[R.Reply, str]]:
+        """
+        @return: the reply and reason refusing MAIL in this session, or
+            L{None}.
+        """
         if self.session.heloName is None:
-            return R.NEED_HELO
+            return R.NEED_HELO, HELO_REQUIRED
         if self.policy.requiresTLSBeforeTransaction(self.tlsActive):
-            return R.NEED_STARTTLS
+            return R.NEED_STARTTLS, STARTTLS_REQUIRED
         if self.policy.requiresAuthForMail and self.session.authenticatedAs is None:
-            return R.NEED_AUTH
+            return R.NEED_AUTH, AUTH_REQUIRED
         return None
 
     def do_MAIL(self, arg: bytes) -> None:
         refusal = self._transactionRefusal()
         if refusal is not None:
-            self._error(refusal)
+            self._refuse(refusal[0], "MAIL", "mail", refusal[1])
             return
         if self._envelope is not None:
-            self._error(R.NESTED_MAIL)
+            self._refuse(R.NESTED_MAIL, "MAIL", "mail", BAD_SEQUENCE)
             return
         if arg[:5].upper() != b"FROM:":
-            self._error(R.SYNTAX_MAIL)
+            self._refuse(R.SYNTAX_MAIL, "MAIL", "mail", SYNTAX)
             return
         rest = arg[5:]
         utf8 = b" SMTPUTF8" in rest.upper()
@@ -586,10 +662,10 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             sender, paramBytes = parsePath(rest, allowNull=True, utf8=utf8)
             params = parseParameters(paramBytes)
         except NonASCIIAddress:
-            self._error(R.NON_ASCII)
+            self._refuse(R.NON_ASCII, "MAIL", "mail", NON_ASCII)
             return
         except AddressSyntaxError:
-            self._error(R.BAD_ADDRESS)
+            self._refuse(R.BAD_ADDRESS, "MAIL", "mail", SYNTAX)
             return
         problem = checkMailParameters(params, self.limits.messageSize)
         if problem is not None:
@@ -647,27 +723,33 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
     def do_RCPT(self, arg: bytes) -> None:
         if self._envelope is None or self._delivery is None:
-            self._error(R.NEED_MAIL)
+            self._refuse(R.NEED_MAIL, "RCPT", "rcpt", BAD_SEQUENCE)
             return
         if arg[:3].upper() != b"TO:":
-            self._error(R.SYNTAX_RCPT)
+            self._refuse(R.SYNTAX_RCPT, "RCPT", "rcpt", SYNTAX)
             return
         utf8 = "SMTPUTF8" in self._envelope.mailParams
         try:
             recipient, paramBytes = parsePath(arg[3:], allowNull=False, utf8=utf8)
             params = parseParameters(paramBytes)
         except NonASCIIAddress:
-            self._error(R.NON_ASCII)
+            self._refuse(R.NON_ASCII, "RCPT", "rcpt", NON_ASCII)
             return
         except AddressSyntaxError:
-            self._error(R.BAD_RECIPIENT_ADDRESS)
+            self._refuse(R.BAD_RECIPIENT_ADDRESS, "RCPT", "rcpt", SYNTAX)
             return
         assert recipient is not None
         problem = checkRcptParameters(params)
         if problem is not None:
-            self._error(problem)
+            self._refuse(problem, "RCPT", "rcpt", SYNTAX)
             return
         if len(self._envelope.recipients) >= self.limits.recipients:
+            # A 4xx the client is expected to act on (send the rest in
+            # another transaction), so not an error; logged once per
+            # transaction, as a client may send thousands more.
+            if self._overLimitEnvelope is not self._envelope:
+                self._overLimitEnvelope = self._envelope
+                self._logRefusal(R.TOO_MANY_RECIPIENTS, "RCPT", "rcpt", TOO_MANY_RECIPIENTS)
             self._send(R.TOO_MANY_RECIPIENTS)
             return
         envelope = self._envelope
@@ -696,16 +778,16 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
 
     def do_DATA(self, arg: bytes) -> None:
         if self._envelope is None:
-            self._error(R.NEED_MAIL)
+            self._refuse(R.NEED_MAIL, "DATA", "data", BAD_SEQUENCE)
             return
         if not self._envelope.recipients:
-            self._error(R.NEED_RCPT)
+            self._refuse(R.NEED_RCPT, "DATA", "data", BAD_SEQUENCE)
             return
         if arg:
-            self._error(R.NO_PARAMS)
+            self._refuse(R.NO_PARAMS, "DATA", "data", SYNTAX)
             return
         if self._data is not None:
-            self._error(R.DATA_AFTER_BDAT)
+            self._refuse(R.DATA_AFTER_BDAT, "DATA", "data", BAD_SEQUENCE)
             return
         self._data = DataReceiver(self._writeData)
         self._dataFailure = None
@@ -739,6 +821,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             len(parts) == 2 and parts[1].upper() != b"LAST"
         ):
             # Without a size the stream cannot be resynchronised.
+            self._logRefusal(R.SYNTAX_BDAT, "BDAT", "data", SYNTAX)
             self._send(R.SYNTAX_BDAT)
             self.transport.loseConnection()
             self._mode = CLOSED
@@ -776,7 +859,8 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._dataDeadline.stop()
         self.setTimeout(self.limits.commandTimeout)
         if self._chunkRefusal is not None:
-            self._error(self._chunkRefusal)
+            # MAIL or RCPT missing, or DATA already begun.
+            self._refuse(self._chunkRefusal, "BDAT", "data", BAD_SEQUENCE)
             return
         assert isinstance(self._data, ChunkReceiver)
         if self._chunkLast:
@@ -784,7 +868,9 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             self._finishData()
         elif self._dataFailure is not None:
             # Keep consuming chunks, but say at once that it will fail.
+            assert self._envelope is not None
             reply = R.replyForError(self._dataFailure)
+            self._logRefused(self._envelope, reply, self._dataFailure.reason)
             self._abortTransaction()
             self._error(reply)
         else:
