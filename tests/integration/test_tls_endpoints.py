@@ -139,6 +139,32 @@ def test_implicit_tls_from_first_byte(server: RunningServer, endpoint: str, gree
     conn.close()
 
 
+@pytest.mark.parametrize("endpoint", ALL_ENDPOINTS)
+def test_server_closes_after_quit_over_tls(server: RunningServer, endpoint: str) -> None:
+    """
+    After QUIT (LOGOUT) over TLS, implicit or after STARTTLS/STLS, the
+    server sends its last reply, then the TLS close alert, and closes the
+    connection: the client reads end-of-file at once instead of holding
+    the connection until one side times out.
+    """
+    s = tlsSocket(server, endpoint, clientContext())
+    s.settimeout(5)
+    try:
+        if endpoint in IMPLICIT_ENDPOINTS:
+            s.recv(1000)
+        quit = b"a LOGOUT\r\n" if endpoint.startswith("imap") else b"QUIT\r\n"
+        s.sendall(quit)
+        data = b""
+        while True:
+            chunk = s.recv(4096)  # socket.timeout here: the server kept the connection
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith((b"221 ", b"* BYE", b"+OK")), data
+    finally:
+        s.close()
+
+
 # ---------------------------------------------------------------------- SMTP
 
 

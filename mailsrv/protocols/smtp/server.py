@@ -199,7 +199,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
                     sessionId=self.session.sessionId,
                 )
                 self._reply(*R.TOO_MANY_CONNECTIONS.format(self.hostname, self.session.peerHost))
-                self.transport.loseConnection()
+                self._loseConnection()
                 self._mode = CLOSED
                 return
             self._counted = True
@@ -227,7 +227,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         reply = self._replyForFailure(failure)
         if reply.code < 500:
             self._reply(421, "4.7.0", f"{self.hostname} {reply.text}")
-            self.transport.loseConnection()
+            self._loseConnection()
             self._mode = CLOSED
             return
         self._refused = True
@@ -276,13 +276,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             endpoint=self.policy.name,
         )
         self._reply(*R.TIMEOUT.format(self.hostname))
-        # TLSMemoryBIOProtocol.loseConnection waits for a registered
-        # producer (this protocol) to go away before it shuts TLS down: a
-        # timed-out session on an implicit-TLS port stayed open otherwise.
-        if self._registered:
-            self._registered = False
-            self.transport.unregisterProducer()
-        self.transport.loseConnection()
+        self._loseConnection()
 
     def _dataTimedOut(self, kind: str) -> None:
         # Message data slower than min_data_rate (or stalled for
@@ -320,7 +314,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         reply = R.TOO_MANY_ERRORS.format(self.hostname)
         self._logRefusal(reply, "session", "session", TOO_MANY_ERRORS)
         self._send(reply)
-        self.transport.loseConnection()
+        self._loseConnection()
         self._mode = CLOSED
 
     def _refuse(self, reply: R.Reply, command: str, stage: str, reason: str) -> None:
@@ -363,6 +357,19 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             self._dataDeadline.dataReceived(len(data))
         self._buffer += data
         self._process()
+
+    def _loseConnection(self) -> None:
+        """
+        Close after the pending replies.  The session stops being the
+        transport's producer first: TLS (L{TLSMemoryBIOProtocol}) does not
+        send its close alert or close the socket while a producer is
+        registered, so after STARTTLS or on C{submissions} the connection
+        would stay open after 221 until the client closed it.
+        """
+        if self._registered:
+            self._registered = False
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     # -- flow control: the transport pauses us when its write buffer is full
 
@@ -500,7 +507,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
     def do_QUIT(self, arg: bytes) -> None:
         self._send(R.BYE)
         self._abortTransaction()
-        self.transport.loseConnection()
+        self._loseConnection()
         self._mode = CLOSED
 
     def do_STARTTLS(self, arg: bytes) -> None:
@@ -823,7 +830,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
             # Without a size the stream cannot be resynchronised.
             self._logRefusal(R.SYNTAX_BDAT, "BDAT", "data", SYNTAX)
             self._send(R.SYNTAX_BDAT)
-            self.transport.loseConnection()
+            self._loseConnection()
             self._mode = CLOSED
             return
         self._chunkRemaining = int(parts[0])
