@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -21,40 +22,32 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from bench.target import MailsrvUnderTest, Target, startPeers, stopPeers
+from bench.target import MailsrvUnderTest, Target, defaultPeersDir, peersRunning, raiseFileLimit, startPeers, stopPeers
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: workload name -> module; each module has C{run(target, *, quick) -> dict}.
+#: workload name -> (module, function); each function is C{run(target, *,
+#: quick) -> {figure: metric}}, in the order they run.
 WORKLOADS = {
-    "smtp": "bench.smtp_ingest",
-    "submission": "bench.submission",
-    "pop3": "bench.pop3",
-    "bigmsg": "bench.bigmsg",
-    "queue": "bench.queue",
+    "smtp": ("bench.smtp_ingest", "run"),
+    "submission": ("bench.submission", "run"),
+    "imap": ("bench.imap_bench", "runTarget"),
+    "pop3": ("bench.pop3", "run"),
+    "idle": ("bench.idle", "run"),
+    "bigmsg": ("bench.bigmsg", "run"),
+    "queue": ("bench.queue", "run"),
 }
 
 #: Workloads that run against mailsrv only (they start their own mailsrv
-#: with loopback fixtures; C{run} also takes C{passwordScheme}).
+#: with loopback fixtures).
 MAILSRV_ONLY = {"queue"}
 
+#: Workloads that start mailsrv processes of their own and so take
+#: C{passwordScheme} too.
+OWN_MAILSRV = {"queue", "idle"}
 
-def _imapRunner() -> Optional[Callable[..., dict[str, Any]]]:
-    """
-    The IMAP workload lives in C{bench/imap_bench.py} (its own signature:
-    C{run(host, ports, user, password)}); absent until it lands.
-    """
-    try:
-        module = importlib.import_module("bench.imap_bench")
-    except ImportError:
-        return None
-    run = getattr(module, "run", None)
-
-    def runIMAP(target: Target, *, quick: bool = False) -> dict[str, Any]:
-        assert run is not None
-        return dict(run(target.host, dict(target.ports), target.user, target.password))
-
-    return runIMAP if run is not None else None
+#: Where each run's logs and JSON go (one directory per run).
+RUNS = Path("/var/tmp/mailsrv-bench")
 
 
 def _normalise(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -125,7 +118,7 @@ def formatTable(results: dict[str, Any], peers: bool) -> str:
 
     def cell(s: Optional[dict[str, Any]]) -> str:
         if s is None:
-            return "-"
+            return "—"
         return f"{s['median']:.4g} (±{50 * s['spread']:.0f}%)"
 
     for workload, figures in results.items():
@@ -133,8 +126,8 @@ def formatTable(results: dict[str, Any], peers: bool) -> str:
             rows.append((workload, "error: " + str(figures["error"])[:80], "", "", "", "", ""))
             continue
         for name, f in figures.items():
-            ratio = f"{f['ratio']:.2f}" if f.get("ratio") is not None else "-"
-            reference = "—" if workload in MAILSRV_ONLY else cell(f["reference"]) if peers else "-"
+            ratio = f"{f['ratio']:.2f}" if f.get("ratio") is not None else "—"
+            reference = cell(f["reference"]) if peers else "—"
             rows.append((workload, name, f["unit"], cell(f["mailsrv"]), reference, ratio, f["better"]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
@@ -146,11 +139,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition (smoke test)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per figure (default 3)")
-    parser.add_argument("--only", default="", help="comma-separated workloads: " + ",".join([*WORKLOADS, "imap"]))
+    parser.add_argument("--only", default="", help="comma-separated workloads: " + ",".join(WORKLOADS))
     parser.add_argument("--no-peers", action="store_true", help="benchmark mailsrv alone")
-    parser.add_argument("--peers-dir", type=Path, default=REPO.parent / "shared" / "peers")
-    parser.add_argument("--stop-peers", action="store_true", help="stop the reference stack afterwards")
-    parser.add_argument("--json", type=Path, help="write the results as JSON here")
+    parser.add_argument("--peers-dir", type=Path, default=defaultPeersDir(), help="the reference stack's scripts (default %(default)s)")
+    peers = parser.add_mutually_exclusive_group()
+    peers.add_argument("--stop-peers", action="store_true", help="stop the reference stack afterwards even if it was running before")
+    peers.add_argument("--keep-peers", action="store_true", help="leave the reference stack running afterwards even if this run started it")
+    parser.add_argument("--json", type=Path, help="write the results as JSON here too")
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        help=f"directory for this run's logs and results.json (default {RUNS}/<UTC time>)",
+    )
     parser.add_argument(
         "--mailsrv-hash",
         choices=("PLAIN", "default"),
@@ -161,33 +161,33 @@ def main(argv: Optional[list[str]] = None) -> int:
     options = parser.parse_args(argv)
     reps = 1 if options.quick else max(1, options.reps)
 
-    available = [*WORKLOADS, "imap"]
-    wanted = [w.strip() for w in options.only.split(",") if w.strip()] if options.only else available
-    unknown = [w for w in wanted if w not in available]
+    wanted = [w.strip() for w in options.only.split(",") if w.strip()] if options.only else list(WORKLOADS)
+    unknown = [w for w in wanted if w not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workloads: {', '.join(unknown)}")
     runners: dict[str, Callable[..., dict[str, Any]]] = {}
-    for name in wanted:
-        if name == "imap":
-            imap = _imapRunner()
-            if imap is not None:
-                runners[name] = imap
-            elif options.only:
-                parser.error("bench/imap_bench.py is not available")
-        elif name in MAILSRV_ONLY:
-            runners[name] = functools.partial(
-                importlib.import_module(WORKLOADS[name]).run, passwordScheme=options.mailsrv_hash
-            )
-        else:
-            runners[name] = importlib.import_module(WORKLOADS[name]).run
+    for name in WORKLOADS:
+        if name not in wanted:
+            continue
+        module, function = WORKLOADS[name]
+        run = getattr(importlib.import_module(module), function)
+        if name in OWN_MAILSRV:
+            run = functools.partial(run, passwordScheme=options.mailsrv_hash)
+        runners[name] = run
 
     started = datetime.datetime.now(datetime.timezone.utc)
+    runDir = options.run_dir or RUNS / started.strftime("%Y%m%dT%H%M%SZ")
+    runDir.mkdir(parents=True, exist_ok=True)
+    print(f"bench: logs and results in {runDir}", file=sys.stderr)
+    raiseFileLimit()
     mailsrv = MailsrvUnderTest(passwordScheme=options.mailsrv_hash)
     targets: list[Target] = [mailsrv.start()]
     peersNote = "not requested (--no-peers)"
+    startedPeers = False
     if not options.no_peers:
+        startedPeers = not peersRunning()
         try:
-            targets.append(startPeers(options.peers_dir))
+            targets.append(startPeers(options.peers_dir, runDir))
             peersNote = "running"
         except Exception as e:
             peersNote = f"could not start: {e}"
@@ -217,9 +217,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                         meta.setdefault(workload, {})[name] = (f["unit"], f["better"])
                     print(f"{workload} rep {rep + 1}/{reps} {target.name}: {time.monotonic() - t:.1f} s", file=sys.stderr)
     finally:
+        shutil.copyfile(mailsrv.server.logFile, runDir / "mailsrv.log")
         mailsrv.stop()
-        if havePeers and options.stop_peers:
-            stopPeers(options.peers_dir)
+        if not options.no_peers and (options.stop_peers or (startedPeers and not options.keep_peers)):
+            left = stopPeers(options.peers_dir, runDir)
+            if left:
+                print(f"reference stack processes still alive after stop.sh: {left}", file=sys.stderr)
 
     results: dict[str, Any] = {}
     for workload in runners:
@@ -239,13 +242,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         "machine": machineFacts(),
         "options": {"quick": options.quick, "reps": reps, "workloads": list(runners), "mailsrvHash": options.mailsrv_hash},
         "peers": peersNote,
+        "runDir": str(runDir),
+        "loadavg": os.getloadavg(),
         "results": results,
     }
     table = formatTable(results, havePeers)
     print(f"\nmailsrv vs Postfix+Dovecot ({peersNote}), {report['date']}, reps={reps}\n")
     print(table)
+    text = json.dumps(report, indent=2) + "\n"
+    (runDir / "results.json").write_text(text)
+    (runDir / "table.md").write_text(table + "\n")
     if options.json:
-        options.json.write_text(json.dumps(report, indent=2) + "\n")
+        options.json.write_text(text)
     return 1 if errors else 0
 
 

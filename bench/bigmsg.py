@@ -74,15 +74,18 @@ def run(target: Target, *, quick: bool = False) -> dict[str, dict[str, Any]]:
     time.sleep(0.5)
     baseline, _ = rssBytes(target.pids())
 
+    cpu0 = time.process_time()
     t0 = time.monotonic()
     with RSSSampler(target.pids) as inbound:
         asyncio.run(_send(target.host, target.ports["smtp"], user, data))
         if waitForCount(maildir, 1, 120) is None:
             raise RuntimeError("the big message did not arrive")
     smtpSeconds = time.monotonic() - t0
+    smtpCpu = time.process_time() - cpu0
     time.sleep(0.5)
     between, _ = rssBytes(target.pids())
 
+    cpu0 = time.process_time()
     t0 = time.monotonic()
     with RSSSampler(target.pids) as outbound:
         imap = imaplib.IMAP4_SSL(target.host, target.ports["imaps"], ssl_context=clientContext(), timeout=120)
@@ -91,6 +94,7 @@ def run(target: Target, *, quick: bool = False) -> dict[str, dict[str, Any]]:
         typ, fetched = imap.fetch("1", "(BODY.PEEK[])")
         imap.logout()
     imapSeconds = time.monotonic() - t0
+    imapCpu = time.process_time() - cpu0
     body = fetched[0][1] if fetched and isinstance(fetched[0], tuple) else b""
     # The servers prepend their Received: headers.
     if not body.endswith(data[data.index(b"\r\n\r\n") :]) or len(body) < len(data):
@@ -108,4 +112,7 @@ def run(target: Target, *, quick: bool = False) -> dict[str, dict[str, Any]]:
         "largest process peak, IMAP out": metric(outbound.peakSingle / MB, "MiB", LOWER),
         "SMTP in until in Maildir": metric(smtpSeconds, "s", LOWER),
         "IMAP login+FETCH BODY[]": metric(imapSeconds, "s", LOWER),
+        # Includes the RSS sampler thread (50 reads of /proc a second).
+        "loadgen CPU, SMTP in": metric(100 * smtpCpu / smtpSeconds, "% of a core", INFO),
+        "loadgen CPU, IMAP out": metric(100 * imapCpu / imapSeconds, "% of a core", INFO),
     }

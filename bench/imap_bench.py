@@ -224,12 +224,15 @@ def run(
     idle: int = IDLE,
     rounds: int = 3,
     memory: Optional[Callable[[], dict[str, int]]] = None,
+    folder: str = "INBOX",
 ) -> dict[str, Any]:
     """
-    Measure a running server; C{user}'s INBOX must hold the large folder.
-    C{pid} (the server process) or C{memory} (named byte counts, C{rss}
-    first) enables the memory measurement.
+    Measure a running server; C{user}'s C{folder} must hold the large
+    folder.  C{pid} (the server process) or C{memory} (named byte counts,
+    C{rss} first) enables the memory measurement.
     """
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    select = b"SELECT " + folder.encode()
     if memory is None and pid is not None:
         serverPid = pid
 
@@ -242,14 +245,14 @@ def run(
     for _ in range(rounds + 1):
         started = time.perf_counter()
         conn = _login(host, port, user, password)
-        _, untagged = conn.command(b"SELECT INBOX")
+        _, untagged = conn.command(select)
         selects.append(time.perf_counter() - started)
         conn.close()
     result["login_select_cold_s"] = round(selects[0], 4)
     result["login_select_s"] = round(statistics.median(selects[1:]), 4)
 
     conn = _login(host, port, user, password)
-    conn.command(b"SELECT INBOX")
+    conn.command(select)
     timings: dict[str, list[float]] = {"fetch_all_s": [], "uid_search_header_s": [], "fetch_body_1000_s": []}
     counts: dict[str, int] = {}
     for _ in range(rounds):
@@ -265,6 +268,7 @@ def run(
     for key, values in timings.items():
         result[key] = round(statistics.median(values), 4)
     result["fetch_all_responses"] = counts["fetch_all_s"]
+    result["loadgen_cpu"] = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
 
     if memory is not None and idle:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -295,6 +299,67 @@ def run(
     return result
 
 
+def fillFolder(target: Any, count: int) -> str:
+    """
+    A new Maildir++ folder of C{count} messages for C{target}'s user, beside
+    the INBOX the other workloads fill and empty; owned as the target's
+    Maildirs must be.
+
+    @return: its IMAP name.
+    """
+    import shutil
+    import uuid
+
+    name = "Bench" + uuid.uuid4().hex[:8]
+    path = target.maildir() / ("." + name)
+    shutil.rmtree(path, ignore_errors=True)
+    generateMaildir(path, count)
+    (path / "maildirfolder").touch()
+    if target.owner is not None:
+        for root, dirs, files in os.walk(path):
+            for entry in (root, *(os.path.join(root, f) for f in files)):
+                os.chown(entry, *target.owner)
+    return name
+
+
+#: The main harness's figures: result key, label, unit, scale, better.
+_FIGURES = (
+    ("login_select_cold_s", "LOGIN+SELECT, first (builds the index)", "ms", 1000, "lower"),
+    ("login_select_s", "LOGIN+SELECT (connect, TLS, warm)", "ms", 1000, "lower"),
+    ("fetch_all_s", "FETCH 1:* (FLAGS UID RFC822.SIZE ENVELOPE)", "ms", 1000, "lower"),
+    ("uid_search_header_s", "UID SEARCH HEADER Subject x", "ms", 1000, "lower"),
+    ("fetch_body_1000_s", "FETCH 1:1000 BODY.PEEK[]", "ms", 1000, "lower"),
+    ("loadgen_cpu", "loadgen CPU", "% of a core", 100, "info"),
+)
+
+#: Messages in the folder: full run, C{--quick}.
+FULL_FOLDER = MESSAGES
+QUICK_FOLDER = 1_000
+
+
+def runTarget(target: Any, *, quick: bool = False) -> dict[str, dict[str, Any]]:
+    """
+    The C{imap} workload of C{python -m bench}: a fresh folder of 10,000
+    messages (1,000 with C{quick}) for the target's user, the figures of
+    L{run} on it (the idle connections are C{bench/idle.py}'s), the folder
+    removed afterwards.
+    """
+    count = QUICK_FOLDER if quick else FULL_FOLDER
+    folder = fillFolder(target, count)
+    try:
+        result = run(target.host, dict(target.ports), target.user, target.password, idle=0, folder=folder)
+    finally:
+        import shutil
+
+        shutil.rmtree(target.maildir() / ("." + folder), ignore_errors=True)
+    if result["fetch_all_responses"] != count:
+        raise RuntimeError(f"FETCH 1:* returned {result['fetch_all_responses']} responses, expected {count}")
+    return {
+        label: {"value": result[key] * scale, "unit": unit, "better": better}
+        for key, label, unit, scale, better in _FIGURES
+    }
+
+
 #: Figures of the side-by-side table: key, label, unit, scale.
 _TABLE = (
     ("login_select_cold_s", "LOGIN+SELECT, first (cold index)", "ms", 1000),
@@ -308,19 +373,6 @@ _TABLE = (
 )
 
 
-def benchLimits(idle: int) -> str:
-    """
-    C{[limits]} keys (without the table header) that admit C{idle} IDLE
-    sessions of one user from loopback: the IMAP connection cap and the
-    sessions per user and address (10 by default, as Dovecot's).
-    """
-    return (
-        f"max_connections = {idle + 100}\n"
-        f"imap_max_connections = {idle + 100}\n"
-        f"max_connections_per_user_ip = {idle + 100}\n"
-    )
-
-
 def sideBySide(reps: int = 2, count: int = MESSAGES, idle: int = IDLE, stopPeersAfter: bool = True) -> dict[str, Any]:
     """
     mailsrv (C{{PLAIN}} passwords like the reference, via
@@ -332,17 +384,10 @@ def sideBySide(reps: int = 2, count: int = MESSAGES, idle: int = IDLE, stopPeers
     import shutil
     import subprocess
 
-    from bench.target import PEER_MAIL_ROOT, MailsrvUnderTest, startPeers, stopPeers
+    from bench.target import PEER_MAIL_ROOT, MailsrvUnderTest, defaultPeersDir, startPeers, stopPeers
 
-    peersDir = Path(__file__).resolve().parents[2] / "shared" / "peers"
-    mailsrv = MailsrvUnderTest(
-        passwordScheme="PLAIN",
-        # Inside MailsrvUnderTest's [limits] table: room for the idlers, all
-        # one user from one address (the reference Dovecot's
-        # mail_max_userip_connections is raised likewise).
-        extraConfig=benchLimits(idle),
-        endpoints=("smtp", "imaps"),
-    )
+    peersDir = defaultPeersDir()
+    mailsrv = MailsrvUnderTest(passwordScheme="PLAIN", endpoints=("smtp", "imaps"))
     generateMaildir(mailsrv.server.maildir("alice@example.test"), count)
     targets: dict[str, dict[str, Any]] = {}
     try:
@@ -350,12 +395,6 @@ def sideBySide(reps: int = 2, count: int = MESSAGES, idle: int = IDLE, stopPeers
         process = mailsrv.server.process
         assert process is not None
         targets["mailsrv"] = {"target": mailsrvTarget, "memory": lambda: processMemory(process.pid)}
-        # Start the daemons with their output in a file first: a Dovecot
-        # started under startPeers' captured pipes keeps them open, and
-        # startPeers then waits for its 900 s timeout; once running,
-        # startPeers only reloads them and describes the target.
-        with open(PEER_MAIL_ROOT.parent / "log" / "imap-bench-start.log", "ab") as log:
-            subprocess.run(["bash", str(peersDir / "start.sh")], stdout=log, stderr=log, stdin=subprocess.DEVNULL, check=True, timeout=900)
         reference = startPeers(peersDir)
         alice = PEER_MAIL_ROOT / "example.test" / "alice"
         shutil.rmtree(alice, ignore_errors=True)
@@ -448,7 +487,9 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * idle + 1000)), hard))
     with tempfile.TemporaryDirectory(prefix="imap-bench-") as tmp:
-        server = RunningServer(Path(tmp), endpoints=("smtp", "imaps"), extraConfig="[limits]\n" + benchLimits(idle))
+        from bench.target import limitsTable
+
+        server = RunningServer(Path(tmp), endpoints=("smtp", "imaps"), extraConfig=limitsTable())
         user = "bench@example.test"
         server.addUser(user, "bench-password")
         generateMaildir(server.maildir(user), count)

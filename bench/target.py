@@ -11,12 +11,18 @@ both, mapped to the reference stack's high ports.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
+import re
+import resource
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional, Union
 
 from mailsrv.testing.server import RunningServer
 
@@ -35,6 +41,35 @@ PEER_PORTS = {
     "pop3s": 2995,
 }
 PEER_MAIL_ROOT = Path("/var/tmp/peers/mail")
+
+#: C{[limits]} of every mailsrv the bench starts, the one place to raise a
+#: limit: the workloads open up to 10,000 IMAP connections for one user
+#: from 127.0.0.1 at once (plus the SMTP sessions), and a cap meant for the
+#: open Internet would turn the benchmark into a test of the cap.  A
+#: connection limit added to C{[limits]} later (per IP, per user and IP,
+#: per protocol) gets one line here; L{unraisedConnectionLimits} names the
+#: ones the configuration loader knows that are missing.  The reference
+#: stack's counterparts are in C{../shared/peers/conf} (Dovecot
+#: C{mail_max_userip_connections = 4000}, C{process_limit}, Postfix
+#: C{smtpd_client_connection_count_limit = 0}).
+MAILSRV_LIMITS: dict[str, Union[int, float, str]] = {
+    # The 50 MB message of bench/bigmsg.py, with room for headers.
+    "message_size": 60_000_000,
+    "max_connections": 30_000,
+    "max_connections_per_ip": 30_000,
+    "imap_max_connections": 30_000,
+    "imap_max_connections_per_ip": 30_000,
+    "pop3_max_connections": 30_000,
+    "pop3_max_connections_per_ip": 30_000,
+    # The idle workload logs one user in from one address thousands of
+    # times (the reference Dovecot's mail_max_userip_connections is raised
+    # likewise); 0 is no limit.
+    "max_connections_per_user_ip": 0,
+}
+
+#: Files the bench may open at once: 10,000 IMAP connections in the server
+#: and as many in the load generator (children inherit the limit).
+OPEN_FILES = 25_000
 
 #: Executables whose processes together are the reference stack.
 PEER_EXECUTABLE_PREFIXES = ("/usr/lib/postfix/", "/usr/sbin/postfix", "/usr/sbin/dovecot", "/usr/lib/dovecot/")
@@ -93,6 +128,50 @@ def peerPids() -> list[int]:
     return found
 
 
+def raiseFileLimit(wanted: int = OPEN_FILES) -> int:
+    """
+    Raise this process's soft C{RLIMIT_NOFILE} towards C{wanted} (never
+    above the hard limit); servers and load-generator processes started
+    afterwards inherit it.
+
+    @return: the soft limit now.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+def limitsTable(overrides: Optional[Mapping[str, Union[int, float, str]]] = None) -> str:
+    """
+    The C{[limits]} table for a mailsrv under test: L{MAILSRV_LIMITS} with
+    C{overrides} on top.
+    """
+    values = {**MAILSRV_LIMITS, **(overrides or {})}
+    lines = []
+    for key, value in values.items():
+        lines.append(f'{key} = "{value}"' if isinstance(value, str) else f"{key} = {value}")
+    return "[limits]\n" + "\n".join(lines) + "\n"
+
+
+def unraisedConnectionLimits() -> list[str]:
+    """
+    The C{[limits]} keys about connections that mailsrv's configuration
+    loader reads but L{MAILSRV_LIMITS} does not set: a cap added after the
+    bench was written, still at its (Internet-facing) default.
+    """
+    from mailsrv.config import load
+
+    try:
+        source = inspect.getsource(load._limits)
+    except (AttributeError, OSError, TypeError):
+        return []
+    keys = re.findall(r"""take\(\s*["']([a-z0-9_]+)["']""", source)
+    return [k for k in keys if "connection" in k and k not in MAILSRV_LIMITS and not k.endswith("exceptions")]
+
+
 class MailsrvUnderTest:
     """
     A mailsrv process in a temporary directory with the benchmark accounts.
@@ -100,10 +179,10 @@ class MailsrvUnderTest:
 
     def __init__(
         self,
-        messageSize: int = 60_000_000,
         passwordScheme: str = "PLAIN",
         extraConfig: str = "",
         endpoints: Optional[tuple[str, ...]] = None,
+        limits: Optional[Mapping[str, Union[int, float, str]]] = None,
     ) -> None:
         """
         @param passwordScheme: C{"PLAIN"} stores the passwords as the
@@ -115,12 +194,13 @@ class MailsrvUnderTest:
             C{queue} workload points C{[dns]} and C{[delivery]} at its
             loopback fixtures).
         @param endpoints: the endpoints to run (default: all).
+        @param limits: C{[limits]} keys over L{MAILSRV_LIMITS}.
         """
         self._tmp = Path(tempfile.mkdtemp(prefix="mailsrv-bench-"))
         self.server = RunningServer(
             self._tmp,
             domain=DOMAIN,
-            extraConfig=f"[limits]\nmessage_size = {messageSize}\n\n{extraConfig}",
+            extraConfig=f"{limitsTable(limits)}\n{extraConfig}",
             **({"endpoints": endpoints} if endpoints is not None else {}),
         )
         for user in USERS:
@@ -131,6 +211,10 @@ class MailsrvUnderTest:
             )
 
     def start(self) -> Target:
+        raiseFileLimit()
+        for key in unraisedConnectionLimits():
+            print(f"bench: [limits] {key} is not raised in bench/target.py MAILSRV_LIMITS;"
+                  " a workload may hit it", file=sys.stderr)
         self.server.start()
         for user in USERS:
             # Deliveries create the Maildir; the workloads count files in it
@@ -157,18 +241,82 @@ class MailsrvUnderTest:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
 
-def startPeers(peersDir: Path) -> Target:
+def defaultPeersDir() -> Path:
+    """
+    The reference stack's scripts: C{$MAILSRV_PEERS_DIR}, else the first
+    C{shared/peers} beside the checkout or one level up (a git worktree
+    lives one directory deeper than the main checkout).
+    """
+    if os.environ.get("MAILSRV_PEERS_DIR"):
+        return Path(os.environ["MAILSRV_PEERS_DIR"])
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [repo.parent / "shared" / "peers", repo.parent.parent / "shared" / "peers"]
+    for candidate in candidates:
+        if (candidate / "start.sh").is_file():
+            return candidate
+    return candidates[0]
+
+
+def peersRunning() -> bool:
+    """
+    Whether any process of the reference stack is alive.
+    """
+    return bool(peerPids())
+
+
+def _runScript(script: Path, log: Path, timeout: float) -> int:
+    """
+    Run one of the reference stack's scripts with its output appended to
+    C{log} and no terminal: the daemons it starts (Dovecot double-forks)
+    inherit the script's stdout and stderr, so with pipes the caller would
+    wait for end-of-file until they exit; in a session of its own so that
+    a Ctrl-C meant for the bench does not reach them, and so that a script
+    that overruns C{timeout} can be killed with its children.
+
+    @return: the script's exit status.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {script}\n".encode())
+        out.flush()
+        process = subprocess.Popen(
+            ["bash", str(script)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise RuntimeError(f"{script} ran over {timeout:.0f} s (output in {log})")
+
+
+def _tail(log: Path, size: int = 2000) -> str:
+    try:
+        return log.read_text(errors="replace")[-size:]
+    except OSError:
+        return ""
+
+
+def startPeers(peersDir: Path, runDir: Optional[Path] = None) -> Target:
     """
     Run C{start.sh} of the reference stack (idempotent) and describe it.
 
-    @raise RuntimeError: with the script's output when it fails.
+    @param runDir: where C{peers.log} (the script's output) goes; default
+        the stack's own log directory.
+    @raise RuntimeError: with the end of the script's output when it fails.
     """
     script = peersDir / "start.sh"
     if not script.is_file():
         raise RuntimeError(f"{script} not found")
-    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
-    if result.returncode != 0:
-        raise RuntimeError(f"{script} exited {result.returncode}: {(result.stdout + result.stderr)[-2000:]}")
+    log = (runDir or PEER_MAIL_ROOT.parent / "log") / "peers.log"
+    status = _runScript(script, log, timeout=900)
+    if status != 0:
+        raise RuntimeError(f"{script} exited {status}: {_tail(log)}")
     import pwd
 
     vmail = pwd.getpwnam("vmail")
@@ -193,5 +341,20 @@ def startPeers(peersDir: Path) -> Target:
     )
 
 
-def stopPeers(peersDir: Path) -> None:
-    subprocess.run(["bash", str(peersDir / "stop.sh")], capture_output=True, timeout=120)
+def stopPeers(peersDir: Path, runDir: Optional[Path] = None, timeout: float = 60) -> list[int]:
+    """
+    Run C{stop.sh} and wait until every process of the stack has exited
+    (Dovecot's per-session C{imap} processes linger until their client
+    is gone).
+
+    @return: the processes still alive after C{timeout} (none normally).
+    """
+    log = (runDir or PEER_MAIL_ROOT.parent / "log") / "peers.log"
+    _runScript(peersDir / "stop.sh", log, timeout=120)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = peerPids()
+        if not left:
+            return []
+        time.sleep(0.2)
+    return peerPids()
