@@ -17,6 +17,16 @@ which moves both files at once:
 Queue ids are validated (L{validQueueId}) before they are joined to any
 path.  Every method here blocks on the disk: the scheduler calls them in a
 thread.
+
+Durability (see DESIGN.md): before a message is acknowledged its two files
+and their entries in C{tmp/<id>/} are fsync'd, the directory is renamed into
+C{incoming/}, and C{incoming/} and C{tmp/} are fsync'd.  The fsyncs of the
+shared state directories (C{incoming/}, C{tmp/}, C{active/}, ...) go through
+one L{GroupDirectorySync} per spool: concurrent commits and moves, each in
+its own thread, share one fsync of a directory instead of queueing one
+each, and each still returns only after an fsync that started after its
+rename.  The per-message fsyncs (both files, C{tmp/<id>/}) cannot be
+shared.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Optional
 
-from mailsrv.storage.fsync import fsyncDirectory, writeFileAtomically
+from mailsrv.storage.fsync import GroupDirectorySync, fsyncDirectory, writeFileAtomically
 
 ENVELOPE_VERSION = 1
 STATES = ("incoming", "active", "deferred")
@@ -185,8 +195,9 @@ class SpoolWriter:
 
     def commit(self) -> None:
         """
-        Blocking: fsync the message and the envelope, then rename the
-        directory into C{incoming/} and fsync both parents.
+        Blocking: fsync the message, the envelope and their directory, then
+        rename the directory into C{incoming/} and fsync both parents
+        (shared with concurrent commits).
         """
         if self._file is None:
             self.write(b"")
@@ -196,11 +207,16 @@ class SpoolWriter:
         self._file.close()
         self._file = None
         self.entry.size = self._size
-        writeFileAtomically(self.directory / ENVELOPE_FILE, self.entry.toJSON())
+        # The directory is private until the rename below (nobody reads
+        # tmp/, and start-up removes it), so the envelope needs no atomic
+        # replacement: written in place, then one fsync of the directory
+        # makes both files' entries durable.
+        _writeDurably(self.directory / ENVELOPE_FILE, self.entry.toJSON())
+        fsyncDirectory(self.directory)
         target = self.spool.root / "incoming" / self.entry.queueId
         os.rename(self.directory, target)
-        fsyncDirectory(self.spool.root / "incoming")
-        fsyncDirectory(self.spool.root / TMP)
+        self.spool.syncDirectory(self.spool.root / "incoming")
+        self.spool.syncDirectory(self.spool.root / TMP)
 
     def abort(self) -> None:
         """
@@ -212,13 +228,39 @@ class SpoolWriter:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def _writeDurably(path: Path, data: bytes) -> None:
+    """
+    Create C{path} (it must not exist) with C{data} and fsync it; its
+    directory entry is the caller's to fsync.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Spool:
     """
     The queue directory.  Methods other than L{newWriter} block.
+
+    @ivar directorySync: the group commit for fsyncs of the state
+        directories (one per spool; threads share it).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, directorySync: Optional[GroupDirectorySync] = None) -> None:
         self.root = Path(root)
+        self.directorySync = directorySync if directorySync is not None else GroupDirectorySync()
+
+    def syncDirectory(self, path: Path) -> None:
+        """
+        Return once an fsync of C{path} that started after this call has
+        completed (L{GroupDirectorySync.sync}).
+        """
+        self.directorySync.sync(path)
 
     def ensureDirectories(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -272,8 +314,8 @@ class Spool:
             C{mailsrv queue delete}, for example).
         """
         os.rename(self.path(source, queueId), self.path(target, queueId))
-        fsyncDirectory(self.root / target)
-        fsyncDirectory(self.root / source)
+        self.syncDirectory(self.root / target)
+        self.syncDirectory(self.root / source)
 
     def remove(self, state: str, queueId: str) -> None:
         """
@@ -282,7 +324,7 @@ class Spool:
         """
         doomed = self.root / TMP / f"{checkQueueId(queueId)}-deleted-{time.monotonic_ns()}"
         os.rename(self.path(state, queueId), doomed)
-        fsyncDirectory(self.root / state)
+        self.syncDirectory(self.root / state)
         shutil.rmtree(doomed, ignore_errors=True)
 
     def recover(self) -> int:
