@@ -24,7 +24,6 @@ from typing import Any, Callable, Optional
 
 from bench.target import MailsrvUnderTest, Target, defaultPeersDir, peersRunning, raiseFileLimit, startPeers, stopPeers
 
-REPO = Path(__file__).resolve().parents[1]
 
 #: workload name -> (module, function); each function is C{run(target, *,
 #: quick) -> {figure: metric}}, in the order they run.
@@ -176,6 +175,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         runners[name] = run
 
     started = datetime.datetime.now(datetime.timezone.utc)
+    loadStart = os.getloadavg()
     runDir = options.run_dir or RUNS / started.strftime("%Y%m%dT%H%M%SZ")
     runDir.mkdir(parents=True, exist_ok=True)
     print(f"bench: logs and results in {runDir}", file=sys.stderr)
@@ -206,6 +206,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         continue
                     t = time.monotonic()
                     try:
+                        target.settle()
                         figures = _normalise(run(target, quick=options.quick))
                     except Exception:
                         message = traceback.format_exc(limit=3)
@@ -243,7 +244,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         "options": {"quick": options.quick, "reps": reps, "workloads": list(runners), "mailsrvHash": options.mailsrv_hash},
         "peers": peersNote,
         "runDir": str(runDir),
-        "loadavg": os.getloadavg(),
+        # Load averages (1, 5, 15 min) at the start and the end: other work
+        # on the machine shows here first.
+        "loadavg": {"start": loadStart, "end": os.getloadavg()},
         "results": results,
     }
     table = formatTable(results, havePeers)

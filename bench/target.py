@@ -92,6 +92,9 @@ class Target:
         reference stack forks per session, so this is asked each time).
     @ivar owner: (uid, gid) files written into the Maildirs must belong to,
         or L{None} to leave them as created.
+    @ivar settle: waits until mail accepted earlier is no longer being
+        delivered (the reference's Postfix queue is empty), so that one
+        workload's stragglers do not land in the next one's Maildir.
     """
 
     name: str
@@ -103,6 +106,7 @@ class Target:
     mailRoot: Path
     pids: Callable[[], list[int]]
     owner: Optional[tuple[int, int]] = None
+    settle: Callable[[], None] = lambda: None
 
     def maildir(self, address: Optional[str] = None) -> Path:
         local, domain = (address or self.user).split("@")
@@ -338,7 +342,36 @@ def startPeers(peersDir: Path, runDir: Optional[Path] = None) -> Target:
         mailRoot=PEER_MAIL_ROOT,
         pids=peerPids,
         owner=(vmail.pw_uid, vmail.pw_gid),
+        settle=waitForPostfixQueue,
     )
+
+
+def postfixQueueLength() -> int:
+    """
+    Messages in the reference's Postfix queue (C{postqueue -j}: one JSON
+    object per message), or 0 if it cannot be asked.
+    """
+    try:
+        out = subprocess.run(["postqueue", "-j"], capture_output=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.strip())
+
+
+def waitForPostfixQueue(timeout: float = 900) -> None:
+    """
+    Wait until Postfix has delivered (or given up on) what it queued.
+
+    @raise RuntimeError: if messages are still queued after C{timeout}.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = postfixQueueLength()
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{left} messages still in the reference's Postfix queue after {timeout:.0f} s")
+        time.sleep(0.5)
 
 
 def stopPeers(peersDir: Path, runDir: Optional[Path] = None, timeout: float = 60) -> list[int]:
