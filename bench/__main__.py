@@ -121,10 +121,16 @@ def formatTable(results: dict[str, Any], peers: bool) -> str:
         return f"{s['median']:.4g} (±{50 * s['spread']:.0f}%)"
 
     for workload, figures in results.items():
-        if "error" in figures and not isinstance(figures.get("error"), dict):
-            rows.append((workload, "error: " + str(figures["error"])[:80], "", "", "", "", ""))
-            continue
+        errors = figures.get("error")
+        if isinstance(errors, list):
+            # The figures of the runs that worked still go in the table.
+            for error in errors:
+                lines = [line for line in str(error).splitlines() if line.strip()]
+                who = lines[0].split(":", 1)[0] if lines else ""
+                rows.append((workload, f"error ({who}): {lines[-1].strip()[:100] if lines else ''}", "", "", "", "", ""))
         for name, f in figures.items():
+            if name == "error":
+                continue
             ratio = f"{f['ratio']:.2f}" if f.get("ratio") is not None else "—"
             reference = cell(f["reference"]) if peers else "—"
             rows.append((workload, name, f["unit"], cell(f["mailsrv"]), reference, ratio, f["better"]))
