@@ -22,7 +22,8 @@ def test_quickSMTPRun(tmp_path: Path) -> None:
     """
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--no-peers", "--only", "smtp", "--json", str(out)],
+        [sys.executable, "-m", "bench", "--quick", "--no-peers", "--only", "smtp", "--json", str(out),
+         "--run-dir", str(tmp_path / "run")],
         cwd=REPO,
         capture_output=True,
         text=True,
