@@ -51,21 +51,23 @@ MIME_FIELDS = frozenset(
     }
 )
 
-#: Also kept for the message inside a message/rfc822 part (its ENVELOPE).
-ENVELOPE_FIELDS = frozenset(
-    {
-        "date",
-        "subject",
-        "from",
-        "sender",
-        "reply-to",
-        "to",
-        "cc",
-        "bcc",
-        "in-reply-to",
-        "message-id",
-    }
+#: The fields of an ENVELOPE, in its order (RFC 3501 section 7.4.2; Date
+#: first, Message-ID last).
+ENVELOPE_FIELD_ORDER = (
+    "date",
+    "subject",
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "in-reply-to",
+    "message-id",
 )
+
+#: Also kept for the message inside a message/rfc822 part (its ENVELOPE).
+ENVELOPE_FIELDS = frozenset(ENVELOPE_FIELD_ORDER)
 
 #: Octets read at a time: a longer line is read in pieces.
 _CHUNK = 64 * 1024

@@ -61,7 +61,7 @@ from typing import BinaryIO, Callable, Iterable, Mapping, Optional
 from twisted.logger import Logger
 
 from mailsrv.interfaces import MessageSummary
-from mailsrv.mime import MimePart, parseStructure
+from mailsrv.mime import ENVELOPE_FIELDS, MIME_FIELDS, MimePart, parseStructure
 from mailsrv.storage.fsync import writeFileAtomically
 from mailsrv.storage.uidlist import lockedFolder
 
@@ -78,27 +78,9 @@ MODSEQ_VERSION = 2
 #: Header fields kept in the cache: what ENVELOPE and BODYSTRUCTURE need,
 #: plus what common clients ask for with C{BODY.PEEK[HEADER.FIELDS (...)]}
 #: and search on.  Lower case.
-CACHED_FIELDS = frozenset(
+CACHED_FIELDS = ENVELOPE_FIELDS | MIME_FIELDS | frozenset(
     {
-        "date",
-        "subject",
-        "from",
-        "sender",
-        "reply-to",
-        "to",
-        "cc",
-        "bcc",
-        "in-reply-to",
-        "message-id",
         "references",
-        "content-type",
-        "content-transfer-encoding",
-        "content-id",
-        "content-description",
-        "content-disposition",
-        "content-language",
-        "content-location",
-        "content-md5",
         "mime-version",
         "priority",
         "x-priority",

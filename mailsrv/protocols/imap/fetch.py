@@ -50,7 +50,8 @@ from twisted.python.failure import Failure
 
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IIndexedFolder
-from mailsrv.protocols.imap.message import selectHeaderFields
+from mailsrv.mime import ENVELOPE_FIELD_ORDER
+from mailsrv.protocols.imap.message import FileSlice, selectHeaderFields
 
 if TYPE_CHECKING:
     from twisted.logger import Logger
@@ -63,42 +64,15 @@ Writer = Callable[[bytes], None]
 _PARTIAL = re.compile(rb"<[0-9.]+>$")
 
 
-class _Window:
+def _window(f: BinaryIO, origin: int, length: int) -> FileSlice:
     """
-    A read-only view of C{length} bytes of a file from its current position
-    plus C{origin}, with the C{read}/C{tell}/C{seek} that Twisted's
-    C{FileProducer} uses.
+    C{length} octets of C{f} from C{origin} past its current position, cut
+    at its end: what a partial FETCH (C{BODY[]<origin.length>}) sends.
     """
-
-    def __init__(self, f: BinaryIO, origin: int, length: int) -> None:
-        base = f.tell()
-        f.seek(0, 2)
-        end = f.tell()
-        self._f = f
-        self._start = min(base + origin, end)
-        self._end = min(self._start + length, end)
-        self._pos = self._start
-        f.seek(self._start)
-
-    def read(self, n: int = -1) -> bytes:
-        left = self._end - self._pos
-        if n < 0 or n > left:
-            n = left
-        data = self._f.read(n)
-        self._pos += len(data)
-        return data
-
-    def tell(self) -> int:
-        return self._pos - self._start
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: self._start, 1: self._pos, 2: self._end}[whence]
-        self._pos = min(max(base + offset, self._start), self._end)
-        self._f.seek(self._pos)
-        return self.tell()
-
-    def close(self) -> None:
-        self._f.close()
+    base = f.tell()
+    end = f.seek(0, 2)
+    start = min(base + origin, end)
+    return FileSlice(f, start, min(length, end - start))
 
 
 class _BodyProducer(FileProducer):
@@ -237,18 +211,6 @@ def _addresses(value: Optional[str]) -> Optional[list[list[Optional[str]]]]:
 _envelopeMemo: dict[tuple[tuple[str, bytes], ...], bytes] = {}
 MAX_MEMO_ENTRIES = 200_000
 
-_ENVELOPE_FIELDS = (
-    "date",
-    "subject",
-    "from",
-    "sender",
-    "reply-to",
-    "to",
-    "cc",
-    "bcc",
-    "in-reply-to",
-    "message-id",
-)
 
 
 def envelopeBytes(msg: Any) -> bytes:
@@ -272,7 +234,7 @@ def envelope(msg: Any) -> list[Any]:
     """
     The ENVELOPE structure (RFC 3501 section 7.4.2) of a message.
     """
-    headers = msg.getHeaders(False, *_ENVELOPE_FIELDS)
+    headers = msg.getHeaders(False, *ENVELOPE_FIELD_ORDER)
     sender = _addresses(headers.get("from"))
     return [
         headers.get("date"),
@@ -703,7 +665,7 @@ class FetchMixin:
             if isinstance(data, bytes):
                 data = data[part.partialBegin : part.partialBegin + part.partialLength]
             else:
-                data = _Window(data, part.partialBegin, part.partialLength)  # type: ignore[assignment]
+                data = _window(data, part.partialBegin, part.partialLength)  # type: ignore[assignment]
         if not isinstance(data, bytes):
             # Small bodies (most mail) go out with the response they belong
             # to; only large ones are streamed by a producer, which costs a

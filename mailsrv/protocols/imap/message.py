@@ -136,7 +136,7 @@ def internalDateText(timestamp: float) -> str:
     return when.strftime("%a, %d %b %Y %H:%M:%S +0000")
 
 
-class _Slice:
+class FileSlice:
     """
     C{length} octets of a file from C{start}, as a file of their own (read,
     seek, tell, close): what FETCH streams or reads for a MIME part.
@@ -169,7 +169,7 @@ class _Slice:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "_Slice":
+    def __enter__(self) -> "FileSlice":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -194,7 +194,7 @@ class MIMEPart:
 
     def rawHeader(self) -> bytes:
         part = self._part
-        with _Slice(self._message.open(), part.offset, part.headerSize) as f:
+        with FileSlice(self._message.open(), part.offset, part.headerSize) as f:
             return f.read()
 
     def getHeaders(self, negate: bool, *names: HeaderName) -> dict[str, str]:
@@ -202,7 +202,7 @@ class MIMEPart:
 
     def getBodyFile(self) -> BinaryIO:
         part = self._part
-        return _Slice(self._message.open(), part.bodyOffset, part.bodySize)  # type: ignore[return-value]
+        return FileSlice(self._message.open(), part.bodyOffset, part.bodySize)  # type: ignore[return-value]
 
     def getSize(self) -> int:
         return self._part.bodySize
