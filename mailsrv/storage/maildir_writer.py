@@ -27,6 +27,13 @@ if TYPE_CHECKING:
 
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
+#: Octets of a message kept in memory before its file is created.  A
+#: message this small (most mail) is written to disk whole in the commit
+#: thread: creating a file is a metadata operation that can wait for the
+#: filesystem journal, behind other deliveries' fsyncs, and must not stall
+#: the reactor.
+IN_MEMORY_LIMIT = 64 * 1024
+
 
 def temporaryError() -> MailError:
     return MailError(ErrorKind.TEMP, "Local error in mail storage", temporary=True)
@@ -45,10 +52,11 @@ class MaildirMessageWriter:
     A delivery into the INBOX of one or more accounts.  Create with
     L{MaildirStore.startMessage}.
 
-    Bytes go to one file in the first account's C{tmp/} (created on the
-    first write, C{O_EXCL}, mode 0600).  L{commit} fsyncs it and hard-links
-    it into every account's C{new/} in a thread: one copy of the bytes, one
-    link per account.
+    Bytes go to one file in the first account's C{tmp/} (C{O_EXCL}, mode
+    0600), created once more than L{IN_MEMORY_LIMIT} octets have come, or
+    by L{commit}.  L{commit} writes what is still in memory, fsyncs the
+    file and hard-links it into every account's C{new/} in a thread: one
+    copy of the bytes, one link per account.
     """
 
     log = Logger()
@@ -59,6 +67,8 @@ class MaildirMessageWriter:
         self._file: Optional[BinaryIO] = None
         self._tmpPath: Optional[Path] = None
         self._counter = CRLFCounter()
+        self._pending: list[bytes] = []
+        self._pendingSize = 0
         self._state = "writing"
         self._failed = False
 
@@ -82,9 +92,13 @@ class MaildirMessageWriter:
             raise RuntimeError("write() after commit()")
         try:
             if self._file is None:
-                self._open()
-            assert self._file is not None
-            self._file.write(data)
+                self._pending.append(data)
+                self._pendingSize += len(data)
+                if self._pendingSize > IN_MEMORY_LIMIT:
+                    self._open()
+                    self._writePending()
+            else:
+                self._file.write(data)
         except OSError:
             # Reported by commit(); write() has no way to fail.
             self.log.failure("Cannot write message to {path}", path=str(self._tmpPath))
@@ -92,16 +106,17 @@ class MaildirMessageWriter:
             return
         self._counter.update(data)
 
+    def _writePending(self) -> None:
+        assert self._file is not None
+        for chunk in self._pending:
+            self._file.write(chunk)
+        self._pending = []
+        self._pendingSize = 0
+
     def commit(self) -> "defer.Deferred[None]":
         if self._state != "writing":
             return defer.fail(temporaryError())
         self._state = "committing"
-        if self._file is None and not self._failed:
-            try:
-                self._open()
-            except OSError:
-                self.log.failure("Cannot create message file")
-                self._failed = True
         if self._failed:
             self._discard()
             self._state = "failed"
@@ -121,6 +136,14 @@ class MaildirMessageWriter:
         )
 
     def _commitInThread(self) -> None:
+        if self._file is None:
+            try:
+                self._open()
+                self._writePending()
+            except OSError:
+                self.log.failure("Cannot write message file {path}", path=str(self._tmpPath))
+                self._discard()
+                raise temporaryError() from None
         assert self._file is not None and self._tmpPath is not None
         tmpPath, names = self._tmpPath, self._store._names
         linked: list[Path] = []
@@ -167,6 +190,8 @@ class MaildirMessageWriter:
             self._discard()
 
     def _discard(self) -> None:
+        self._pending = []
+        self._pendingSize = 0
         if self._file is not None and not self._file.closed:
             try:
                 self._file.close()

@@ -20,6 +20,7 @@ from twisted.internet import defer
 
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.storage import maildir as maildirModule
+from mailsrv.storage import maildir_writer
 from mailsrv.storage.maildir import MaildirStore
 from mailsrv.storage.maildir_files import CRLFCounter, CRLFReader, crlfSizeOfFile
 from mailsrv.storage.uidlist import lockedFolder
@@ -104,14 +105,47 @@ def test_deliveryWritesOneFileLinkedTwice(root: Path) -> None:
     assert (root / "example.com/bob/new" / b).read_bytes() == MESSAGE
 
 
+def test_smallMessageWrittenAtCommit(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A message up to C{IN_MEMORY_LIMIT} octets creates no file before
+    commit: the commit thread creates, writes and fsyncs it (creating a
+    file may wait for the filesystem journal and must not stall the
+    reactor).  Abort before then leaves nothing behind.
+    """
+    recorder = FsyncRecorder(monkeypatch)
+    store = makeStore(root, recorder.runner)
+    opened: list[str] = []
+    realOpen = maildir_writer.os.open
+
+    def recordingOpen(path: Any, *args: Any) -> int:
+        if Path(path).parent.name == "tmp":
+            opened.append("runner" if recorder.inRunner else "outside")
+        return realOpen(path, *args)
+
+    monkeypatch.setattr(maildir_writer.os, "open", recordingOpen)
+    writer = store.startMessage([ALICE, BOB])
+    writer.write(MESSAGE)
+    assert allFiles(root) == []
+    successResultOf(writer.commit())
+    assert opened and set(opened) == {"runner"}
+    [name] = files(root / "example.com/alice/new")
+    assert (root / "example.com/alice/new" / name).read_bytes() == MESSAGE
+    aborted = store.startMessage([ALICE])
+    aborted.write(MESSAGE)
+    aborted.abort()
+    assert files(root / "example.com/alice/tmp") == []
+
+
 def test_uncommittedOnlyInTmp(root: Path) -> None:
     """
-    Before commit the bytes are in the first account's tmp/ only; abort
-    removes them, leaving no message file anywhere.
+    Once a message outgrows memory its bytes are in the first account's
+    tmp/ only until commit; abort removes them, leaving no message file
+    anywhere.
     """
     store = makeStore(root)
     writer = store.startMessage([ALICE, BOB])
     writer.write(MESSAGE)
+    writer.write(b"x" * maildir_writer.IN_MEMORY_LIMIT)
     [tmp] = files(root / "example.com/alice/tmp")
     assert files(root / "example.com/alice/new") == []
     assert files(root / "example.com/bob/new") == []
@@ -141,7 +175,7 @@ def test_commitFsyncsInThread(root: Path, monkeypatch: pytest.MonkeyPatch) -> No
     recorder = FsyncRecorder(monkeypatch)
     store = makeStore(root, recorder.runner)
     writer = store.startMessage([ALICE, BOB])
-    writer.write(MESSAGE)
+    writer.write(MESSAGE + b"x" * maildir_writer.IN_MEMORY_LIMIT)
     tmpFile = str(root / "example.com/alice/tmp" / files(root / "example.com/alice/tmp")[0])
     assert recorder.synced == []
     successResultOf(writer.commit())
@@ -205,7 +239,7 @@ def test_writeErrorReportedAtCommit(root: Path, monkeypatch: pytest.MonkeyPatch)
     """
     store = makeStore(root)
     writer = store.startMessage([ALICE])
-    writer.write(b"start\r\n")
+    writer.write(b"start\r\n" + b"x" * maildir_writer.IN_MEMORY_LIMIT)
 
     class FullDisk(io.RawIOBase):
         def writable(self) -> bool:
