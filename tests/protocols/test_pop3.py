@@ -809,6 +809,32 @@ class TransactionTests(POP3TestMixin, unittest.SynchronousTestCase):
         pump(transport)
         self.assertEqual(writes, [b"+OK %d octets\r\n" % len(MSG2) + MSG2 + b".\r\n"])
 
+    def test_smallMessageAnsweredAtOnce(self) -> None:
+        """
+        A message that ends within the first chunk is answered while the
+        command is handled: no producer swap, no reactor turn, and a
+        pipelined command after it is answered in the same go.  A larger
+        one is handed to a producer.
+        """
+        protocol, transport = self.loggedIn()
+        registered: list[Any] = []
+        original = transport.registerProducer
+        transport.registerProducer = lambda p, s: (registered.append(p), original(p, s))[1]  # type: ignore[method-assign]
+        protocol.dataReceived(b"RETR 2\r\nNOOP\r\n")
+        self.assertEqual(transport.value(), b"+OK %d octets\r\n" % len(MSG2) + MSG2 + b".\r\n+OK\r\n")
+        self.assertEqual(registered, [])
+        self.assertIs(transport.producer, protocol)
+        self.lose(protocol, transport)
+        body = b"x" * 100 + b"\r\n"
+        deliver(self.store, ALICE, b"Subject: big\r\n\r\n" + body * 20)
+        protocol, transport = self.loggedIn(limits=POP3Limits(chunkSize=512))
+        second = transport.registerProducer
+        transport.registerProducer = lambda p, s: (registered.append(p), second(p, s))[1]  # type: ignore[method-assign]
+        protocol.dataReceived(b"RETR 3\r\n")
+        self.assertTrue(registered and registered[0] is not protocol)
+        pump(transport)
+        self.assertTrue(transport.value().endswith(body * 20 + b".\r\n"))
+
     def test_noDelaySet(self) -> None:
         """
         The server turns Nagle's algorithm off on a transport that can.

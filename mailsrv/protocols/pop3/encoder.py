@@ -150,13 +150,36 @@ class MessageProducer:
         self._top = TopFilter(topLines) if topLines is not None else None
         self._chunkSize = chunkSize
         self._stuffer = DotStuffer()
+        # Encoded output of the first chunk, read by writeAtOnce for a
+        # message too large to go at once.
+        self._firstOut: Optional[bytes] = None
 
     def start(self) -> None:
         self._consumer.registerProducer(self, False)
 
-    def resumeProducing(self) -> None:
-        if self._file is None:
-            return
+    def writeAtOnce(self) -> bool:
+        """
+        Write the whole response now if the message ends within its first
+        chunk (most mail), and close the file: no producer to register, no
+        reactor turn before the client gets it.  Otherwise keep what was
+        read for the first L{resumeProducing} and return L{False}: the
+        caller then L{start}s the producer.
+        """
+        out, finished = self._encodeNext()
+        if not finished:
+            self._firstOut = out
+            return False
+        self._consumer.write(out)
+        self._onProgress()
+        self._close()
+        return True
+
+    def _encodeNext(self) -> tuple[bytes, bool]:
+        """
+        The next chunk of the response, stuffed (with the status line
+        before the first and the terminator after the last), and whether
+        it is the last.
+        """
         chunk, atEnd = self._read()
         if self._top is not None:
             chunk = self._top.feed(chunk)
@@ -167,6 +190,15 @@ class MessageProducer:
         self._prefix = b""
         if finished:
             out += self._stuffer.finish()
+        return out, finished
+
+    def resumeProducing(self) -> None:
+        if self._file is None:
+            return
+        if self._firstOut is not None:
+            out, finished, self._firstOut = self._firstOut, False, None
+        else:
+            out, finished = self._encodeNext()
         if out:
             self._consumer.write(out)
         self._onProgress()

@@ -914,10 +914,7 @@ class POP3Server(Protocol):
                     self._retrieved.add(index)
                 self._done()
 
-        self._setBusy()
-        self.transport.unregisterProducer()  # type: ignore[union-attr]
-        self._registered = False
-        self._producer = MessageProducer(
+        producer = MessageProducer(
             messageFile,
             self.transport,  # type: ignore[arg-type]
             finished,
@@ -926,7 +923,16 @@ class POP3Server(Protocol):
             onProgress=self._resetIdle,
             prefix=first + b"\r\n",
         )
-        self._producer.start()
+        if producer.writeAtOnce():
+            if topLines is None:
+                self._retrieved.add(index)
+            return
+        # A large message: streamed chunk by chunk, the transport to itself.
+        self._setBusy()
+        self.transport.unregisterProducer()  # type: ignore[union-attr]
+        self._registered = False
+        self._producer = producer
+        producer.start()
 
     # --------------------------------------------------------------- UPDATE
 
