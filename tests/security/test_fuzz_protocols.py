@@ -650,15 +650,17 @@ class NonReadingClientTests(SynchronousTestCase):
         The POP3 server is its transport's push producer between messages:
         with the write buffer full it answers no more pipelined commands
         and stops reading once C{maxPipelined} octets wait; the drain makes
-        it answer the rest.  A RETR hands the transport to the message
-        producer and takes it back when the message is sent.
+        it answer the rest.  A RETR of a message smaller than a chunk is
+        answered at once, the server staying the producer (a larger one
+        hands the transport to a message producer: C{test_pop3}).
         """
         context = POP3Context()
         driver = POP3Driver(context, True, [])
         server, transport = driver.server, driver.transport
         self.assertIs(transport.producer, server)
         server.dataReceived(b"USER alice@example.test\r\nPASS secret\r\nRETR 1\r\n")
-        self.assertIsNot(transport.producer, server)
+        self.assertIs(transport.producer, server)
+        self.assertTrue(transport.value().endswith(b"\r\n.\r\n"))
         driver.advance(0)
         self.assertIs(transport.producer, server)
         self.assertTrue(transport.streaming)
