@@ -103,3 +103,32 @@ def test_proxiedAddressCounted(protocol: str) -> None:
     assert relay("203.0.113.7").startswith((b"* BYE [UNAVAILABLE]", b"-ERR [SYS/TEMP]"))
     assert not relay("203.0.113.8").startswith((b"* BYE", b"-ERR"))
     assert limiter.active == 2
+
+
+def test_sessionSlotsReleaseTogether() -> None:
+    """
+    A session's connection and login places are counted when admitted and
+    given back together, once; a refused admission counts nothing.
+    """
+    from mailsrv.policy.limits import ConnectionLimiter, SessionSlots, UserAddressLimiter
+
+    connections = ConnectionLimiter(10, 1, ())
+    logins = UserAddressLimiter(1)
+    first = SessionSlots(connections, logins)
+    assert first.admitConnection("192.0.2.1")
+    assert first.admitLogin("alice@example.test", "192.0.2.1")
+    second = SessionSlots(connections, logins)
+    assert not second.admitConnection("192.0.2.1")
+    assert not second.admitLogin("ALICE@example.test", "192.0.2.1")
+    assert second.maxPerUserAddress == 1
+    second.release()
+    assert (connections.active, logins.count("alice@example.test", "192.0.2.1")) == (1, 1)
+    first.releaseLogin()
+    assert logins.count("alice@example.test", "192.0.2.1") == 0
+    first.release()
+    first.release()
+    assert connections.active == 0
+    unlimited = SessionSlots()
+    assert unlimited.admitConnection("192.0.2.1") and unlimited.admitLogin("a", "192.0.2.1")
+    assert unlimited.maxPerUserAddress == 0
+    unlimited.release()

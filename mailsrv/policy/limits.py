@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from typing import Iterable
+from typing import Iterable, Optional
 
 
 class ConnectionLimiter:
@@ -91,3 +91,68 @@ class UserAddressLimiter:
 
     def count(self, account: str, address: str) -> int:
         return self._sessions.get((account.lower(), address), 0)
+
+
+class SessionSlots:
+    """
+    The places one session holds in the counts: its connection (in a
+    L{ConnectionLimiter}) from when it is admitted, and its account and
+    address (in a L{UserAddressLimiter}) from its login; both given back
+    together by L{release} when the connection is lost.  Either limiter
+    may be L{None} (not counted).
+    """
+
+    def __init__(
+        self,
+        connections: Optional[ConnectionLimiter] = None,
+        userAddresses: Optional[UserAddressLimiter] = None,
+    ) -> None:
+        self._connections = connections
+        self._userAddresses = userAddresses
+        self._address: Optional[str] = None
+        self._login: Optional[tuple[str, str]] = None
+
+    @property
+    def maxPerUserAddress(self) -> int:
+        return self._userAddresses.maxPerUserAddress if self._userAddresses is not None else 0
+
+    def admitConnection(self, address: str) -> bool:
+        """
+        Count the connection from C{address}; L{False} (nothing counted)
+        when a connection limit is reached.
+        """
+        if self._connections is None:
+            return True
+        if not self._connections.acquire(address):
+            return False
+        self._address = address
+        return True
+
+    def admitLogin(self, account: str, address: str) -> bool:
+        """
+        Count the session of C{account} from C{address}; L{False} (nothing
+        counted) when the pair already has C{max_connections_per_user_ip}.
+        """
+        if self._userAddresses is None:
+            return True
+        if not self._userAddresses.acquire(account, address):
+            return False
+        self._login = (account, address)
+        return True
+
+    def releaseLogin(self) -> None:
+        """
+        Give back the login's place (a login that could not go on).
+        """
+        if self._login is not None and self._userAddresses is not None:
+            self._userAddresses.release(*self._login)
+        self._login = None
+
+    def release(self) -> None:
+        """
+        Give back whatever is counted; a second call does nothing.
+        """
+        if self._address is not None and self._connections is not None:
+            self._connections.release(self._address)
+        self._address = None
+        self.releaseLogin()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from twisted.internet.interfaces import IReactorTime
 
 from mailsrv.policy.deadline import LINE, InputDeadline, SessionTimeouts
-from mailsrv.policy.limits import ConnectionLimiter, UserAddressLimiter
+from mailsrv.policy.limits import ConnectionLimiter, SessionSlots, UserAddressLimiter
 
 if TYPE_CHECKING:
     from twisted.logger import Logger
@@ -76,10 +76,7 @@ class LimitsMixin:
         # second from the login.
         self.timeOut = timeouts.login
         self.POSTAUTH_TIMEOUT = timeouts.idle
-        self._connections = connections
-        self._counted = False
-        self._userAddresses = userAddresses
-        self._userAddress: Optional[tuple[str, str]] = None
+        self._slots = SessionSlots(connections, userAddresses)
         self._inputDeadline = InputDeadline(
             clock,
             timeouts.command,
@@ -93,8 +90,8 @@ class LimitsMixin:
 
     def connectionMade(self) -> None:
         # Called by IMAPServer.connectionMade once its Session exists.
-        if self._connections is not None and self.session is not None:
-            if not self._connections.acquire(self.session.peerHost):
+        if self.session is not None:
+            if not self._slots.admitConnection(self.session.peerHost):
                 self.log.warn("IMAP connection from {peer} on {endpoint} refused: connection limit", **self._logFields())
                 # RFC 3501 section 7.1.5: BYE as the greeting refuses the
                 # connection.  No greeting, no timer; input is ignored.
@@ -103,17 +100,11 @@ class LimitsMixin:
                 self.sendLine(BYE_TOO_MANY_CONNECTIONS)
                 self.transport.loseConnection()
                 return
-            self._counted = True
         super().connectionMade()  # type: ignore[misc]
 
     def connectionLost(self, reason: Any) -> None:
         self._inputDeadline.stop()
-        if self._counted and self._connections is not None and self.session is not None:
-            self._counted = False
-            self._connections.release(self.session.peerHost)
-        if self._userAddress is not None and self._userAddresses is not None:
-            self._userAddresses.release(*self._userAddress)
-            self._userAddress = None
+        self._slots.release()
         super().connectionLost(reason)  # type: ignore[misc]
 
     def _admitSession(self, tag: bytes, account: str) -> bool:
@@ -122,11 +113,7 @@ class LimitsMixin:
         client's address, or answer C{NO [LIMIT]} and close when it already
         has C{max_connections_per_user_ip}.
         """
-        if self._userAddresses is None or self.session is None:
-            return True
-        key = (account, self.session.peerHost)
-        if self._userAddresses.acquire(*key):
-            self._userAddress = key
+        if self.session is None or self._slots.admitLogin(account, self.session.peerHost):
             return True
         self.log.info(
             "IMAP login {outcome} for {account} from {peer} on {endpoint}: user+IP connection limit",
@@ -134,7 +121,7 @@ class LimitsMixin:
             account=account,
             **self._logFields(),
         )
-        self.sendNegativeResponse(tag, NO_USER_IP % (self._userAddresses.maxPerUserAddress,))
+        self.sendNegativeResponse(tag, NO_USER_IP % (self._slots.maxPerUserAddress,))
         self.transport.loseConnection()
         return False
 

@@ -68,7 +68,7 @@ from mailsrv.errors import MailError
 from mailsrv.interfaces import MessageInfo
 from mailsrv.policy.deadline import InputDeadline
 from mailsrv.policy.endpoint import EndpointPolicy
-from mailsrv.policy.limits import ConnectionLimiter, UserAddressLimiter
+from mailsrv.policy.limits import ConnectionLimiter, SessionSlots, UserAddressLimiter
 from mailsrv.protocols.pop3.encoder import CHUNK_SIZE, MessageProducer
 from mailsrv.protocols.pop3.maildrop import IPOP3Maildrop, maildropFactory
 from mailsrv.tls import negotiatedTLS
@@ -194,10 +194,7 @@ class POP3Server(Protocol):
         self._idleCall: Optional[IDelayedCall] = None
         self._idleTimeout = limits.loginTimeout
         self._waiting: Optional[Deferred[Any]] = None
-        self._connections = connections
-        self._counted = False
-        self._userAddresses = userAddresses
-        self._userAddress: Optional[tuple[str, str]] = None
+        self._slots = SessionSlots(connections, userAddresses)
         self._inputDeadline = InputDeadline(
             clock,
             limits.commandTimeout,
@@ -234,13 +231,11 @@ class POP3Server(Protocol):
         # TLSMemoryBIOFactory: TLS is on from the first byte and STLS must
         # never be offered (nested TLS would hang the session).
         self._tlsActive = self._policy.implicitTLS or ISSLTransport.providedBy(self.transport)
-        if self._connections is not None:
-            if not self._connections.acquire(self.session.peerHost):
-                self._info("POP3 connection from {peer} on {endpoint} refused: connection limit")
-                self._reply(ERR_TOO_MANY_CONNECTIONS)
-                self._close()
-                return
-            self._counted = True
+        if not self._slots.admitConnection(self.session.peerHost):
+            self._info("POP3 connection from {peer} on {endpoint} refused: connection limit")
+            self._reply(ERR_TOO_MANY_CONNECTIONS)
+            self._close()
+            return
         self._info(
             "POP3 connection from {peer} on {endpoint}",
             peer=f"{self.session.peerHost}:{self.session.peerPort}",
@@ -285,10 +280,7 @@ class POP3Server(Protocol):
         self._closing = True
         self._cancelIdle()
         self._inputDeadline.stop()
-        if self._counted and self._connections is not None and self.session is not None:
-            self._counted = False
-            self._connections.release(self.session.peerHost)
-        self._releaseUserAddress()
+        self._slots.release()
         if self._waiting is not None:
             self._waiting.cancel()
         if self._producer is not None:
@@ -690,12 +682,11 @@ class POP3Server(Protocol):
                 outcome="limit",
                 account=maildrop.account,
             )
-            assert self._userAddresses is not None
-            self._reply(ERR_USER_IP % (self._userAddresses.maxPerUserAddress,))
+            self._reply(ERR_USER_IP % (self._slots.maxPerUserAddress,))
             self._close()
             return
         if not maildrop.lock():
-            self._releaseUserAddress()
+            self._slots.releaseLogin()
             logout()
             self._info("POP3 login {outcome} for {account} from {peer} on {endpoint}", outcome="locked", account=maildrop.account)
             self._replyAndContinue(ERR_IN_USE)
@@ -705,7 +696,7 @@ class POP3Server(Protocol):
             messages = list(maildrop.folder.messages())
         except MailError as e:
             maildrop.unlock()
-            self._releaseUserAddress()
+            self._slots.releaseLogin()
             logout()
             self._info(
                 "POP3 login {outcome} for {account} from {peer} on {endpoint}: {problem}",
@@ -737,19 +728,8 @@ class POP3Server(Protocol):
         C{mail_max_userip_connections}, which is checked before the
         maildrop is opened); L{False} when it has too many.
         """
-        if self._userAddresses is None:
-            return True
         assert self.session is not None
-        key = (account, self.session.peerHost)
-        if not self._userAddresses.acquire(*key):
-            return False
-        self._userAddress = key
-        return True
-
-    def _releaseUserAddress(self) -> None:
-        if self._userAddress is not None and self._userAddresses is not None:
-            self._userAddresses.release(*self._userAddress)
-        self._userAddress = None
+        return self._slots.admitLogin(account, self.session.peerHost)
 
     async def _failLogin(self, login: Optional[str], mechanism: str) -> None:
         """

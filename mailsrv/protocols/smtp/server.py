@@ -58,7 +58,7 @@ from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IAuthenticatedUser, IConnectionPolicy, IDelivery, IDeliveryTarget
 from mailsrv.policy.deadline import InputDeadline
 from mailsrv.policy.endpoint import EndpointPolicy
-from mailsrv.policy.limits import ConnectionLimiter
+from mailsrv.policy.limits import ConnectionLimiter, SessionSlots
 from mailsrv.protocols.smtp import replies as R
 from mailsrv.protocols.smtp.address import (
     AddressSyntaxError,
@@ -162,8 +162,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self._sasl: Optional[sasl.SASLExchange] = None
         self._skipLine = False
         self._refused = False
-        self._counted = False
-        self.limiter = limiter
+        self._slots = SessionSlots(limiter)
         self._registered = False  # this server is the transport's producer
         self._dataDeadline = InputDeadline(
             clock,
@@ -187,22 +186,20 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
         self.transport.registerProducer(self, True)
         self._registered = True
         self.setTimeout(self.limits.commandTimeout)
-        if self.limiter is not None:
-            if not self.limiter.acquire(self.session.peerHost):
-                self.log.warn(
-                    "SMTP connection from {peer} on {endpoint} refused: connection limit",
-                    peer=self.session.peerHost,
-                    endpoint=self.policy.name,
-                    stage="connect",
-                    code=R.TOO_MANY_CONNECTIONS.code,
-                    reason=TOO_MANY_CONNECTIONS,
-                    sessionId=self.session.sessionId,
-                )
-                self._reply(*R.TOO_MANY_CONNECTIONS.format(self.hostname, self.session.peerHost))
-                self._loseConnection()
-                self._mode = CLOSED
-                return
-            self._counted = True
+        if not self._slots.admitConnection(self.session.peerHost):
+            self.log.warn(
+                "SMTP connection from {peer} on {endpoint} refused: connection limit",
+                peer=self.session.peerHost,
+                endpoint=self.policy.name,
+                stage="connect",
+                code=R.TOO_MANY_CONNECTIONS.code,
+                reason=TOO_MANY_CONNECTIONS,
+                sessionId=self.session.sessionId,
+            )
+            self._reply(*R.TOO_MANY_CONNECTIONS.format(self.hostname, self.session.peerHost))
+            self._loseConnection()
+            self._mode = CLOSED
+            return
         self.log.info(
             "SMTP connection from {peer} on {endpoint}",
             peer=self.session.peerHost,
@@ -252,9 +249,7 @@ class SMTPServer(protocol.Protocol, TimeoutMixin):
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.setTimeout(None)
         self._dataDeadline.stop()
-        if self._counted and self.limiter is not None:
-            self._counted = False
-            self.limiter.release(self.session.peerHost)
+        self._slots.release()
         self._mode = CLOSED
         self._abortTransaction()
         self.log.info(
