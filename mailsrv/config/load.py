@@ -503,7 +503,7 @@ def _port(value: int) -> int:
 def _relay(t: _Table) -> RelayConfig:
     host = t.take("host", str, None, _relayHost)
     port = t.take("port", int, 0, _port)
-    tls = t.take("tls", str, "starttls", _choice("implicit", "starttls"))
+    tls = t.take("tls", str, "starttls", _oneOf("implicit", "starttls"))
     username = t.take("username", str, None)
     password = t.take("password", str, None)
     passwordFile = t.take("password_file", str, None, _path)
@@ -531,15 +531,6 @@ def _relayHost(value: str) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         return _hostname(value)
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def validate(value: str) -> str:
-        if value not in choices:
-            raise ValueError(f"{value!r} is not one of {' | '.join(choices)}")
-        return value
-
-    return validate
 
 
 def _delivery(t: _Table) -> DeliveryConfig:
@@ -577,7 +568,7 @@ def _mxPattern(value: str) -> str:
 def _mtaSts(t: _Table) -> MTASTSConfig:
     d = MTASTSConfig()
     mtaSts = MTASTSConfig(
-        mode=t.take("mode", str, d.mode, _choice("testing", "enforce", "none")),
+        mode=t.take("mode", str, d.mode, _oneOf("testing", "enforce", "none")),
         maxAge=t.take("max_age", int, d.maxAge, _maxAge),
         mx=t.take("mx", list, d.mx, _stringList(_mxPattern)),
     )
@@ -646,7 +637,7 @@ def _clamav(t: _Table) -> ClamAVConfig:
         streamMaxLength=t.take("stream_max_length", int, d.streamMaxLength, _positive),
         chunkSize=t.take("chunk_size", int, d.chunkSize, _positive),
         timeout=float(t.take("timeout", (int, float), d.timeout, _positive)),
-        failMode=t.take("fail_mode", str, d.failMode, _choice("tempfail", "accept")),
+        failMode=t.take("fail_mode", str, d.failMode, _oneOf("tempfail", "accept")),
     )
     t.finish()
     return clamav
@@ -665,7 +656,7 @@ def _rspamd(t: _Table) -> RspamdConfig:
         url=t.take("url", str, d.url, _httpURL),
         timeout=float(t.take("timeout", (int, float), d.timeout, _positive)),
         maxSize=t.take("max_size", int, d.maxSize, _positive),
-        failMode=t.take("fail_mode", str, d.failMode, _choice("tempfail", "accept")),
+        failMode=t.take("fail_mode", str, d.failMode, _oneOf("tempfail", "accept")),
     )
     t.finish()
     return rspamd
