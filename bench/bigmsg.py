@@ -76,7 +76,7 @@ def run(target: Target, *, quick: bool = False) -> dict[str, dict[str, Any]]:
 
     cpu0 = time.process_time()
     t0 = time.monotonic()
-    with RSSSampler(target.pids) as inbound:
+    with RSSSampler(target.pids, hwmFirst=target.name == "mailsrv") as inbound:
         asyncio.run(_send(target.host, target.ports["smtp"], user, data))
         if waitForCount(maildir, 1, 120) is None:
             raise RuntimeError("the big message did not arrive")
@@ -87,7 +87,7 @@ def run(target: Target, *, quick: bool = False) -> dict[str, dict[str, Any]]:
 
     cpu0 = time.process_time()
     t0 = time.monotonic()
-    with RSSSampler(target.pids) as outbound:
+    with RSSSampler(target.pids, hwmFirst=target.name == "mailsrv") as outbound:
         imap = imaplib.IMAP4_SSL(target.host, target.ports["imaps"], ssl_context=clientContext(), timeout=120)
         imap.login(user, target.password)
         imap.select("INBOX")

@@ -196,8 +196,9 @@ class RSSSampler:
     processes that come and go.
     """
 
-    def __init__(self, pids: Callable[[], list[int]], interval: float = 0.02) -> None:
+    def __init__(self, pids: Callable[[], list[int]], interval: float = 0.02, hwmFirst: bool = False) -> None:
         self._pids = pids
+        self._hwmFirst = hwmFirst
         self._interval = interval
         self.peak = 0
         self.peakSingle = 0
@@ -220,16 +221,18 @@ class RSSSampler:
         self._stop.set()
         self._thread.join()
         pids = self._pids()
-        if len(pids) == 1:
-            # One process (mailsrv): its kernel high-water mark catches a
-            # peak shorter than the sampling interval.
+        if self._hwmFirst:
+            # mailsrv: the kernel's high-water mark of its main process
+            # catches a peak shorter than the sampling interval (its commit
+            # process holds no more than one small message per delivery).
             hwm = highWaterMark(pids[0])
-            if hwm > self.peak and hwm > self._hwmBefore:
-                self.peak = self.peakSingle = hwm
+            if hwm > self._hwmBefore:
+                others = rssBytes(pids[1:])[0]
+                self.peak = max(self.peak, hwm + others)
+                self.peakSingle = max(self.peakSingle, hwm)
 
     def start(self) -> None:
-        pids = self._pids()
-        self._hwmBefore = highWaterMark(pids[0]) if len(pids) == 1 else 0
+        self._hwmBefore = highWaterMark(self._pids()[0]) if self._hwmFirst else 0
 
 
 def highWaterMark(pid: int) -> int:

@@ -236,7 +236,8 @@ class MailsrvUnderTest:
             password=PASSWORD,
             otherUser=USERS[1],
             mailRoot=self.server.dataDir / "mail",
-            pids=lambda: [pid],
+            # The server and its commit process (which writes deliveries).
+            pids=lambda: [pid, *self.server.childPids()],
         )
 
     def stop(self, keep: bool = False) -> None:

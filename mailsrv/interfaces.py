@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from mailsrv.envelope import Address, Envelope, Session
     from mailsrv.mime import MimePart
+    from mailsrv.storage.commit import DeliveryJob
 
 
 # --------------------------------------------------------------- directory
@@ -155,6 +156,20 @@ class IMessageWriter(Interface):
         """
         Discard the message.  Safe to call at any time, also after a failed
         commit; a no-op after a successful one.
+        """
+
+
+class IDeliveryCommitter(Interface):
+    """
+    Does the disk work that makes a delivery durable and visible (see
+    L{mailsrv.storage.commit}), away from the reactor thread.
+    """
+
+    def commit(job: "DeliveryJob") -> "Deferred[None]":
+        """
+        Run C{job}.  The Deferred fires once the message file and every new
+        directory entry are fsync'd, or fails with the C{OSError} that
+        stopped it (nothing of the message is then left behind).
         """
 
 

@@ -15,7 +15,7 @@ from typing import Any, Optional
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
@@ -54,6 +54,7 @@ from mailsrv.protocols.imap.account import accountFactory
 from mailsrv.protocols.imap.server import IMAPFactory
 from mailsrv.protocols.pop3.server import IPOP3Maildrop, POP3Factory, POP3Limits, maildropFactory
 from mailsrv.protocols.smtp.server import SMTPFactory
+from mailsrv.storage.committers import ProcessCommitter
 from mailsrv.storage.maildir import MaildirStore
 from mailsrv.storage.quota import FileQuota, maildirUsage
 from mailsrv.tls import ServerTLS, serverTLSFromConfig
@@ -108,7 +109,10 @@ class MailService(MultiService):
         # Checking the files on every lookup costs two stat() calls and makes
         # an account added with the `mailsrv` command usable at once.
         self.directory = FileDirectory(server.configDir, server.domains, reloadInterval=0.0)
-        self.store = MaildirStore(server.mailDir)
+        # Deliveries are made durable by a commit process beside this one
+        # (see mailsrv.storage.commit_worker), started with the service.
+        self.committer = ProcessCommitter(reactor)
+        self.store = MaildirStore(server.mailDir, committer=self.committer)
         realm = MailRealm()
         self.quota = FileQuota(server.configDir, maildirUsage(server.mailDir))
         realm.registerAvatarFactory(imap4.IAccount, accountFactory(self.store, self.quota))
@@ -284,6 +288,7 @@ class MailService(MultiService):
             source=self.config.source,
             removed=removed,
         )
+        self.committer.start()
         super().startService()
         for policy in self.config.endpoints:
             log.info(
@@ -300,4 +305,8 @@ class MailService(MultiService):
 
     def stopService(self) -> "Deferred[None] | None":
         systemd.notify("STOPPING=1")
-        return super().stopService()
+        # The commit process stops last: deliveries still being committed
+        # when the listeners close finish first.
+        return maybeDeferred(super().stopService).addBoth(
+            lambda result: self.committer.stop().addCallback(lambda _: result)
+        )

@@ -54,8 +54,17 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailsrv.errors import ErrorKind, MailError
-from mailsrv.interfaces import IIndexedFolder, IMailFolder, IMailStore, MessageInfo, MessageSummary
-from mailsrv.storage.fsync import GroupDirectorySync, fsyncDirectory
+from mailsrv.interfaces import (
+    IDeliveryCommitter,
+    IIndexedFolder,
+    IMailFolder,
+    IMailStore,
+    MessageInfo,
+    MessageSummary,
+)
+from mailsrv.storage.commit import DeliveryJob, MaildirTree
+from mailsrv.storage.committers import ThreadCommitter
+from mailsrv.storage.fsync import fsyncDirectory
 from mailsrv.storage.maildir_files import (
     CRLFCounter,
     CRLFReader,
@@ -688,6 +697,8 @@ class MaildirStore:
         pass a synchronous runner.
     @param hostname: the host name in new file names (default: this host).
     @param clock: POSIX time, for file names, UIDVALIDITY and L{cleanTmp}.
+    @param committer: does the disk work of deliveries (default: a
+        L{ThreadCommitter} on C{runInThread}).
     """
 
     log = Logger()
@@ -700,17 +711,17 @@ class MaildirStore:
         *,
         hostname: Optional[str] = None,
         clock: Callable[[], float] = time.time,
+        committer: Optional[IDeliveryCommitter] = None,
     ) -> None:
         self.root = Path(root)
         self._runInThread = runInThread or _defaultRunner(reactor)
         self._clock = clock
         self._names = NameGenerator(hostname, clock)
-        # Deliveries into one INBOX share directory fsyncs (group commit).
-        self._directorySync = GroupDirectorySync()
+        self._tree = MaildirTree(self.root)
+        self._committer: IDeliveryCommitter = committer or ThreadCommitter(
+            self._runInThread, self._tree
+        )
         self._meta = FolderMetadata(clock)
-        # Directories whose entry in their parent is known durable (fsync'd
-        # by this process); checked from threads, set.add is atomic.
-        self._durableDirs: set[Path] = set()
         # In-process change notification: folder path -> (view, listener).
         self._listeners: dict[str, list[tuple[MaildirFolder, Listener]]] = {}
         # Per folder path: base -> (CRLF size, internal date); reactor thread.
@@ -785,27 +796,14 @@ class MaildirStore:
         Create C{folderDir}, its C{cur/ new/ tmp/}, and missing parents up
         to the root (mode 0700).  Not durable: see L{_makeDurable}.
         """
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        chain = [p for p in reversed(folderDir.parents) if self.root in p.parents]
-        for path in [*chain, folderDir, folderDir / "cur", folderDir / "new", folderDir / "tmp"]:
-            try:
-                os.mkdir(path, 0o700)
-            except FileExistsError:
-                pass
+        self._tree.ensure(folderDir)
 
     def _makeDurable(self, folderDir: Path, subdir: str) -> None:
         """
         Make sure the directories leading to C{folderDir/subdir} survive a
-        crash: fsync the parent of each one not yet known durable in this
-        process (so only the first delivery to an account pays for it).
-        Blocking: threads only.
+        crash (see L{MaildirTree.makeDurable}).  Blocking: threads only.
         """
-        target = folderDir / subdir
-        chain = [p for p in reversed(target.parents) if self.root in p.parents]
-        for path in [*chain, target]:
-            if path not in self._durableDirs:
-                fsyncDirectory(path.parent)
-                self._durableDirs.add(path)
+        self._tree.makeDurable(folderDir, subdir)
 
     # ------------------------------------------------------- threads, events
 
@@ -818,17 +816,27 @@ class MaildirStore:
             d = self._runInThread(f)
         except Exception:
             d = defer.fail()
+        return d.addErrback(self._toMailError)
 
-        def toMailError(failure: Failure) -> Failure:
-            if failure.check(MailError):
-                return failure
-            if failure.check(FileNotFoundError):
-                self.log.failure("Mailbox vanished", failure)
-                return Failure(_notFound())
-            self.log.failure("Mail storage operation failed", failure)
-            return Failure(temporaryError())
+    def _commit(self, job: DeliveryJob) -> "defer.Deferred[None]":
+        """
+        Run a delivery's disk work with the committer; failures are logged
+        and become a temporary L{MailError}.
+        """
+        try:
+            d = self._committer.commit(job)
+        except Exception:
+            d = defer.fail()
+        return d.addErrback(self._toMailError)
 
-        return d.addErrback(toMailError)
+    def _toMailError(self, failure: Failure) -> Failure:
+        if failure.check(MailError):
+            return failure
+        if failure.check(FileNotFoundError):
+            self.log.failure("Mailbox vanished", failure)
+            return Failure(_notFound())
+        self.log.failure("Mail storage operation failed", failure)
+        return Failure(temporaryError())
 
     def _notify(self, folderDir: Path, exclude: Optional[MaildirFolder] = None) -> None:
         for view, listener in list(self._listeners.get(str(folderDir), ())):

@@ -3,8 +3,8 @@
 Delivering one message into the INBOX of several Maildir accounts.
 
 Split out of L{mailsrv.storage.maildir} for size; the writer uses the
-store's package-internal helpers (C{_ensureMaildir}, C{_makeDurable},
-C{_runBlocking}, C{_notify}).
+store's package-internal helpers (C{_ensureMaildir}, C{_names}, C{_commit},
+C{_notify}).
 """
 
 from __future__ import annotations
@@ -20,18 +20,16 @@ from zope.interface import implementer
 
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IMessageWriter
+from mailsrv.storage.commit import NEW_FILE, DeliveryJob
 from mailsrv.storage.maildir_files import CRLFCounter
 
 if TYPE_CHECKING:
     from mailsrv.storage.maildir import MaildirStore
 
-NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-
 #: Octets of a message kept in memory before its file is created.  A
-#: message this small (most mail) is written to disk whole in the commit
-#: thread: creating a file is a metadata operation that can wait for the
-#: filesystem journal, behind other deliveries' fsyncs, and must not stall
-#: the reactor.
+#: message this small (most mail) is written to disk whole by the committer:
+#: creating a file is a metadata operation that can wait for the filesystem
+#: journal, behind other deliveries' fsyncs, and must not stall the reactor.
 IN_MEMORY_LIMIT = 64 * 1024
 
 
@@ -54,9 +52,10 @@ class MaildirMessageWriter:
 
     Bytes go to one file in the first account's C{tmp/} (C{O_EXCL}, mode
     0600), created once more than L{IN_MEMORY_LIMIT} octets have come, or
-    by L{commit}.  L{commit} writes what is still in memory, fsyncs the
-    file and hard-links it into every account's C{new/} in a thread: one
-    copy of the bytes, one link per account.
+    by the committer.  L{commit} hands the store's committer a
+    L{DeliveryJob}: write what is still in memory, fsync the file and
+    hard-link it into every account's C{new/}; one copy of the bytes, one
+    link per account.
     """
 
     log = Logger()
@@ -121,6 +120,13 @@ class MaildirMessageWriter:
             self._discard()
             self._state = "failed"
             return defer.fail(temporaryError())
+        try:
+            job = self._job()
+        except OSError:
+            self.log.failure("Cannot write message file {path}", path=str(self._tmpPath))
+            self._discard()
+            self._state = "failed"
+            return defer.fail(temporaryError())
 
         def committed(result: None) -> None:
             self._state = "committed"
@@ -131,54 +137,32 @@ class MaildirMessageWriter:
             self._state = "failed"
             return failure
 
-        return self._store._runBlocking(self._commitInThread).addCallbacks(
-            committed, failed
-        )
+        return self._store._commit(job).addCallbacks(committed, failed)
 
-    def _commitInThread(self) -> None:
+    def _job(self) -> DeliveryJob:
+        """
+        The disk work left: the bytes still in memory (most messages), or
+        the file they went to, closed here so the committer can fsync it.
+        """
+        names = self._store._names
+        data: Optional[bytes] = None
         if self._file is None:
-            try:
-                self._open()
-                self._writePending()
-            except OSError:
-                self.log.failure("Cannot write message file {path}", path=str(self._tmpPath))
-                self._discard()
-                raise temporaryError() from None
-        assert self._file is not None and self._tmpPath is not None
-        tmpPath, names = self._tmpPath, self._store._names
-        linked: list[Path] = []
-        try:
-            try:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-            finally:
-                self._file.close()
-            for accountDir in self._accountDirs:
-                target = accountDir / "new" / names.newBase(
-                    self._counter.physical, self._counter.crlf
-                )
-                try:
-                    os.link(tmpPath, target)
-                except FileNotFoundError:
-                    self._store._ensureMaildir(accountDir)
-                    os.link(tmpPath, target)
-                linked.append(target)
-            for accountDir in self._accountDirs:
-                self._store._makeDurable(accountDir, "new")
-                self._store._directorySync.sync(accountDir / "new")
-        except BaseException:
-            for path in linked:
-                unlinkQuietly(path)
-            unlinkQuietly(tmpPath)
-            raise
-        # Delivered: failing to tidy tmp/ must not fail the delivery
-        # (cleanTmp() removes leftovers).  The unlink needs no fsync: if a
-        # crash undoes it, the name left in tmp/ is a second link to a
-        # delivered message, and cleanTmp() removes it.
-        try:
-            os.unlink(tmpPath)
-        except OSError:
-            self.log.failure("Cannot remove {path} after delivery", path=str(tmpPath))
+            self._tmpPath = self._accountDirs[0] / "tmp" / names.tmpName()
+            data = b"".join(self._pending)
+            self._pending = []
+            self._pendingSize = 0
+        else:
+            self._file.close()
+        assert self._tmpPath is not None
+        return DeliveryJob(
+            root=str(self._store.root),
+            tmpPath=str(self._tmpPath),
+            data=data,
+            targets=tuple(
+                str(accountDir / "new" / names.newBase(self._counter.physical, self._counter.crlf))
+                for accountDir in self._accountDirs
+            ),
+        )
 
     def abort(self) -> None:
         """

@@ -129,6 +129,21 @@ class RunningServer(Daemon):
         if result.returncode != 0:
             raise RuntimeError(f"mailsrv email add failed: {result.stderr}")
 
+    def childPids(self) -> list[int]:
+        """
+        The processes the server started and that are still running (its
+        commit process), from C{/proc}.
+        """
+        if self.process is None:
+            return []
+        pids: list[int] = []
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*"):
+            try:
+                pids.extend(int(pid) for pid in (task / "children").read_text().split())
+            except OSError:
+                continue
+        return pids
+
     def maildir(self, address: str) -> Path:
         local, domain = address.split("@")
         return self.dataDir / "mail" / domain / local
