@@ -123,6 +123,17 @@ class Metrics:
             "mailsrv_proxy_refused", "PROXY protocol connections refused", ["endpoint", "reason"], registry=r
         )
         self.reloads = Counter("mailsrv_reloads", "Configuration reloads by outcome", ["outcome"], registry=r)
+        self.commitProcessFailures = Counter(
+            "mailsrv_commit_process_failures",
+            "Times the commit process (which writes local deliveries) ended on its own",
+            registry=r,
+        )
+        self.unconfirmedDeliveries = Counter(
+            "mailsrv_commit_unconfirmed_deliveries",
+            "Deliveries a failed commit process left unconfirmed, by outcome (finished, undone: answered 451)",
+            ["outcome"],
+            registry=r,
+        )
         self.up = Gauge("mailsrv_up", "1 while the server runs", registry=r)
         self.up.set(1)
 
@@ -230,6 +241,14 @@ def _filterRefusal(m: Metrics, event: dict[str, Any]) -> None:
         m.rejections.labels(_label(event, "endpoint"), "connect", code, _label(event, "reason")).inc()
 
 
+def _commitProcessFailed(m: Metrics, event: dict[str, Any]) -> None:
+    m.commitProcessFailures.inc()
+
+
+def _unconfirmedDelivery(m: Metrics, event: dict[str, Any]) -> None:
+    m.unconfirmedDeliveries.labels(_label(event, "outcome")).inc()
+
+
 def _reload(m: Metrics, event: dict[str, Any]) -> None:
     m.reloads.labels(_label(event, "outcome")).inc()
 
@@ -258,6 +277,8 @@ _PREFIXES: tuple[tuple[str, Callable[[Metrics, dict[str, Any]], None]], ...] = (
     ("Filter {filter} deferred", _filterRefusal),
     ("Reload refused", _reload),
     ("Reloaded {source}", _reload),
+    ("Commit process ended ({reason})", _commitProcessFailed),
+    ("Unconfirmed delivery {tmpPath} {outcome}", _unconfirmedDelivery),
 )
 
 

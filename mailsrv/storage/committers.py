@@ -100,7 +100,7 @@ class _CommitProtocol(ProcessProtocol):
         # go to a new process, not to this one.
         self._committer._ended(self)
         pending, self.pending = self.pending, {}
-        if pending or not reason.check(error.ProcessDone):
+        if pending or not reason.check(error.ProcessDone) or not self._committer._stopping:
             self.log.error(
                 "Commit process ended ({reason}) with {count} deliveries unconfirmed;"
                 " each is finished if it got as far as its links, otherwise undone and"
@@ -194,6 +194,12 @@ class ProcessCommitter:
             tree = self._trees[job.root] = MaildirTree(Path(job.root))
 
         def decided(delivered: bool) -> None:
+            self.log.warn(
+                "Unconfirmed delivery {tmpPath} {outcome} after its commit process ended",
+                tmpPath=job.tmpPath,
+                targets=list(job.targets),
+                outcome="finished" if delivered else "undone",
+            )
             if not delivered:
                 raise CommitProcessGone(0, f"commit process ended: {reason.getErrorMessage()}")
 

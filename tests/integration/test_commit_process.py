@@ -11,9 +11,12 @@ import os
 import signal
 import smtplib
 import time
+import urllib.request
 from pathlib import Path
 
-from mailsrv.testing.server import RunningServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from mailsrv.testing.server import RunningServer, freePorts
 
 ALICE = "alice@example.test"
 
@@ -46,8 +49,37 @@ def isRunning(pid: int) -> bool:
         return False
 
 
+def makeServer(root: Path) -> RunningServer:
+    """
+    A server with the MX endpoint and /metrics.
+    """
+    (webPort,) = freePorts(1)
+    server = RunningServer(
+        root,
+        endpoints=("smtp",),
+        extraConfig=f'[endpoints.web]\nprotocol = "http"\nlisten = ["127.0.0.1:{webPort}"]\n\n',
+    )
+    server.ports["web"] = webPort
+    return server
+
+
+def metric(server: RunningServer, name: str, **labels: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.ports['web']}/metrics", timeout=10) as r:
+        body = r.read().decode("utf-8")
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
 def test_commitProcessReplaced(tmp_path: Path) -> None:
-    server = RunningServer(tmp_path / "srv", endpoints=("smtp",))
+    """
+    Killing the commit process between deliveries costs nothing: the next
+    delivery in the same session starts a new one; the failure is logged
+    and counted, and the new process leaves with the server.
+    """
+    server = makeServer(tmp_path / "srv")
     server.addUser(ALICE, "secret")
     server.start()
     try:
@@ -62,6 +94,7 @@ def test_commitProcessReplaced(tmp_path: Path) -> None:
         [second] = server.childPids()
         assert second != first
         assert "Commit process started (pid %d)" % second in server.log()
+        assert metric(server, "mailsrv_commit_process_failures_total") == 1
     finally:
         server.stop()
     assert not isRunning(second)
@@ -73,7 +106,7 @@ def test_unconfirmedDeliveryRefused(tmp_path: Path) -> None:
     A delivery whose commit process dies before confirming it gets 451,
     not 250; the client's retry is delivered once.
     """
-    server = RunningServer(tmp_path / "srv", endpoints=("smtp",))
+    server = makeServer(tmp_path / "srv")
     server.addUser(ALICE, "secret")
     server.start()
     try:
@@ -94,5 +127,8 @@ def test_unconfirmedDeliveryRefused(tmp_path: Path) -> None:
             assert delivered(server) == []
             smtp.sendmail("a@example.net", [ALICE], message(3))
         assert delivered(server) == [message(3)]
+        assert "Unconfirmed delivery " in server.log() and " undone after its commit process ended" in server.log()
+        assert metric(server, "mailsrv_commit_unconfirmed_deliveries_total", outcome="undone") == 1
+        assert metric(server, "mailsrv_commit_process_failures_total") == 1
     finally:
         server.stop()
