@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.storage.test_commit -*-
+# -*- test-case-name: tests.storage.test_committers,tests.storage.test_maildir -*-
 """
 The disk work of delivering one message into Maildir INBOXes, as plain data
 and one blocking function.
@@ -20,8 +20,9 @@ import dataclasses
 import json
 import os
 import struct
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from mailsrv.storage.fsync import GroupDirectorySync, fsyncDirectory
 
@@ -91,7 +92,25 @@ class MaildirTree:
                 self._durable.add(path)
 
 
-def _unlinkQuietly(path: str) -> None:
+class MaildirTrees:
+    """
+    One L{MaildirTree} per Maildir root named in jobs, so that each
+    directory is made durable once per process.  Safe from several threads.
+    """
+
+    def __init__(self) -> None:
+        self._trees: dict[str, MaildirTree] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, root: str) -> MaildirTree:
+        with self._lock:
+            tree = self._trees.get(root)
+            if tree is None:
+                tree = self._trees[root] = MaildirTree(Path(root))
+            return tree
+
+
+def unlinkQuietly(path: Union[str, "os.PathLike[str]"]) -> None:
     try:
         os.unlink(path)
     except OSError:
@@ -102,6 +121,16 @@ def _writeAll(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _syncTargets(job: DeliveryJob, tree: MaildirTree, directorySync: GroupDirectorySync) -> None:
+    """
+    Make every target's C{new/} entry durable (and, for a first delivery,
+    the directories leading to it).
+    """
+    for target in job.targets:
+        tree.makeDurable(Path(target).parent.parent, "new")
+        directorySync.sync(os.path.dirname(target))
 
 
 def commitDelivery(job: DeliveryJob, tree: MaildirTree, directorySync: GroupDirectorySync) -> None:
@@ -141,20 +170,17 @@ def commitDelivery(job: DeliveryJob, tree: MaildirTree, directorySync: GroupDire
                 tree.ensure(Path(target).parent.parent)
                 os.link(tmpPath, target)
             linked.append(target)
-        for target in job.targets:
-            folderDir = Path(target).parent.parent
-            tree.makeDurable(folderDir, "new")
-            directorySync.sync(os.path.dirname(target))
+        _syncTargets(job, tree, directorySync)
     except BaseException:
         for path in linked:
-            _unlinkQuietly(path)
-        _unlinkQuietly(tmpPath)
+            unlinkQuietly(path)
+        unlinkQuietly(tmpPath)
         raise
     # Delivered: failing to tidy tmp/ must not fail the delivery (cleanTmp()
     # removes leftovers).  The unlink needs no fsync: if a crash undoes it,
     # the name left in tmp/ is a second link to a delivered message, and
     # cleanTmp() removes it.
-    _unlinkQuietly(tmpPath)
+    unlinkQuietly(tmpPath)
 
 
 def settleAbandoned(job: DeliveryJob, tree: MaildirTree, directorySync: GroupDirectorySync) -> bool:
@@ -168,14 +194,12 @@ def settleAbandoned(job: DeliveryJob, tree: MaildirTree, directorySync: GroupDir
     """
     present = [target for target in job.targets if os.path.lexists(target)]
     if present and len(present) == len(job.targets):
-        for target in job.targets:
-            tree.makeDurable(Path(target).parent.parent, "new")
-            directorySync.sync(os.path.dirname(target))
-        _unlinkQuietly(job.tmpPath)
+        _syncTargets(job, tree, directorySync)
+        unlinkQuietly(job.tmpPath)
         return True
     for target in present:
-        _unlinkQuietly(target)
-    _unlinkQuietly(job.tmpPath)
+        unlinkQuietly(target)
+    unlinkQuietly(job.tmpPath)
     return False
 
 

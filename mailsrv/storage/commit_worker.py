@@ -26,13 +26,12 @@ import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import BinaryIO, Optional
 
 from mailsrv.storage.commit import (
     JOB_PREFIX_SIZE,
     DeliveryJob,
-    MaildirTree,
+    MaildirTrees,
     commitDelivery,
     decodeJob,
     decodeJobPrefix,
@@ -56,16 +55,8 @@ class CommitWorker:
         self._outcomes = outcomes
         self._threads = threads
         self._writeLock = threading.Lock()
-        self._trees: dict[str, MaildirTree] = {}
-        self._treesLock = threading.Lock()
+        self._trees = MaildirTrees()
         self._directorySync = GroupDirectorySync()
-
-    def _tree(self, root: str) -> MaildirTree:
-        with self._treesLock:
-            tree = self._trees.get(root)
-            if tree is None:
-                tree = self._trees[root] = MaildirTree(Path(root))
-            return tree
 
     def _readExactly(self, size: int) -> Optional[bytes]:
         data = self._jobs.read(size)
@@ -93,7 +84,7 @@ class CommitWorker:
     def _commit(self, jobId: int, job: DeliveryJob) -> None:
         error: Optional[OSError] = None
         try:
-            commitDelivery(job, self._tree(job.root), self._directorySync)
+            commitDelivery(job, self._trees(job.root), self._directorySync)
         except OSError as e:
             error = e
         except Exception as e:  # reported as a failed delivery, not lost

@@ -24,6 +24,7 @@ from mailsrv.interfaces import IDeliveryCommitter
 from mailsrv.storage.commit import (
     DeliveryJob,
     MaildirTree,
+    MaildirTrees,
     commitDelivery,
     decodeOutcomes,
     encodeJob,
@@ -136,7 +137,7 @@ class ProcessCommitter:
         self._protocol: Optional[_CommitProtocol] = None
         self._stopping = False
         # For settling the jobs of a process that died (in this process).
-        self._trees: dict[str, MaildirTree] = {}
+        self._trees = MaildirTrees()
         self._directorySync = GroupDirectorySync()
 
     def start(self) -> None:
@@ -189,10 +190,6 @@ class ProcessCommitter:
         Decide a job its process left unconfirmed (see L{settleAbandoned}):
         delivered, or failed with L{CommitProcessGone}.
         """
-        tree = self._trees.get(job.root)
-        if tree is None:
-            tree = self._trees[job.root] = MaildirTree(Path(job.root))
-
         def decided(delivered: bool) -> None:
             self.log.warn(
                 "Unconfirmed delivery {tmpPath} {outcome} after its commit process ended",
@@ -204,7 +201,7 @@ class ProcessCommitter:
                 raise CommitProcessGone(0, f"commit process ended: {reason.getErrorMessage()}")
 
         return threads.deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), settleAbandoned, job, tree, self._directorySync
+            self._reactor, self._reactor.getThreadPool(), settleAbandoned, job, self._trees(job.root), self._directorySync
         ).addCallback(decided)
 
     def stop(self) -> "defer.Deferred[None]":

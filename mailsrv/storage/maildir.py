@@ -62,7 +62,7 @@ from mailsrv.interfaces import (
     MessageInfo,
     MessageSummary,
 )
-from mailsrv.storage.commit import DeliveryJob, MaildirTree
+from mailsrv.storage.commit import NEW_FILE, DeliveryJob, MaildirTree, unlinkQuietly
 from mailsrv.storage.committers import ThreadCommitter
 from mailsrv.storage.fsync import fsyncDirectory
 from mailsrv.storage.maildir_files import (
@@ -83,12 +83,7 @@ from mailsrv.storage.maildir_account import (
 from mailsrv.storage.index import CACHED_FIELDS, FolderIndex, HeaderCache, folderStamp, needsStructure
 from mailsrv.storage.maildir_sync import FolderMetadata
 from mailsrv.storage.maildir_transfer import transferInThread
-from mailsrv.storage.maildir_writer import (
-    NEW_FILE,
-    MaildirMessageWriter,
-    temporaryError,
-    unlinkQuietly,
-)
+from mailsrv.storage.maildir_writer import MaildirMessageWriter, temporaryError
 from mailsrv.storage.uidlist import KEYWORDS_NAME, UIDLIST_NAME, UidRecord
 from mailsrv.storage.validation import (
     INBOX,

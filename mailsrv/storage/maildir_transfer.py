@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 
 from mailsrv.storage.fsync import fsyncDirectory
 from mailsrv.storage.maildir_files import flagsFromLetters, lettersFor, sizesFromBase, splitFilename
-from mailsrv.storage.maildir_writer import unlinkQuietly
+from mailsrv.storage.commit import unlinkQuietly
 from mailsrv.storage.validation import keywordsOf
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IMessageWriter
-from mailsrv.storage.commit import NEW_FILE, DeliveryJob
+from mailsrv.storage.commit import NEW_FILE, DeliveryJob, unlinkQuietly
 from mailsrv.storage.maildir_files import CRLFCounter
 
 if TYPE_CHECKING:
@@ -36,12 +36,6 @@ IN_MEMORY_LIMIT = 64 * 1024
 def temporaryError() -> MailError:
     return MailError(ErrorKind.TEMP, "Local error in mail storage", temporary=True)
 
-
-def unlinkQuietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 @implementer(IMessageWriter)
