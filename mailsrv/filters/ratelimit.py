@@ -28,6 +28,7 @@ from mailsrv.envelope import Envelope, Session
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.filters.base import Filter
 from mailsrv.interfaces import ACCEPT, FilterResult, IMessageContent
+from mailsrv.pipeline.submission import isSubmission
 
 if TYPE_CHECKING:
     from mailsrv.config.schema import Config
@@ -56,6 +57,10 @@ class RateLimitFilter(Filter):
         self._warned: dict[str, float] = {}
 
     def _applies(self, session: Session) -> bool:
+        # Mail the server generates (bounces, Sieve redirects and vacation
+        # replies) is not a user's sending: it must not be refused for one.
+        if not isSubmission(session):
+            return False
         account = session.authenticatedAs
         return account is not None and self.limit > 0 and account.lower() not in self.exempt
 

@@ -95,3 +95,20 @@ class RateLimitTests(SynchronousTestCase):
         for _ in range(5):
             self.successResultOf(self.filter.checkSender(session, Envelope()))
             self.successResultOf(self.filter.checkMessage(session, Envelope(), SpooledMessage()))
+
+    def test_serverGeneratedMailNotLimited(self) -> None:
+        """
+        Mail the server generates itself (bounces, Sieve redirects and
+        vacation replies, all in its internal session) is never counted or
+        refused, however much of it there is.
+        """
+        from mailsrv.pipeline.submission import internalSession
+
+        session = internalSession()
+        for _ in range(10):
+            result = self.successResultOf(self.filter.checkSender(session, Envelope()))
+            self.assertEqual(result.action, FilterAction.ACCEPT)
+            message = SpooledMessage()
+            message.finish()
+            self.successResultOf(self.filter.checkMessage(session, Envelope(), message))
+        self.send()  # a user's count is untouched
