@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from mailsrv.envelope import Address, Envelope, Session
     from mailsrv.mime import MimePart
+    from mailsrv.sieve import Script
     from mailsrv.storage.commit import DeliveryJob
 
 
@@ -132,6 +133,19 @@ class MessageSummary:
     structure: Optional["MimePart"] = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """
+    One copy of a delivered message: the account, its folder (store name,
+    C{/} between levels) and the IMAP flags it starts with (system flags
+    such as C{\\Seen}, and keywords).
+    """
+
+    account: str
+    folder: str = "INBOX"
+    flags: frozenset[str] = frozenset()
+
+
 class IMessageWriter(Interface):
     """
     A message being stored.  Bytes go to stable storage as they arrive (no
@@ -143,6 +157,19 @@ class IMessageWriter(Interface):
         """
         Append message bytes (CRLF lines).  May be called any number of
         times, from the reactor thread; must return quickly.
+        """
+
+    def place(placements: Sequence[Placement]) -> None:
+        """
+        Deliver into these destinations instead of those given to
+        L{IMailStore.startMessage} (decided once the message is known, e.g.
+        by a Sieve script).  At most once, after the last L{write} and
+        before L{commit}.  Missing folders are created.  Each placement is
+        one copy (for Maildir, one more link to the same file).  Keywords
+        a folder has no room for are dropped (as Dovecot does).
+
+        @raise mailsrv.errors.MailError: C{SYNTAX} for an invalid account,
+            folder name or flag.
         """
 
     def commit() -> "Deferred[None]":
@@ -368,6 +395,21 @@ class IMailStore(Interface):
         """
         Record (or with L{None} forget) the special use of a folder,
         persistently.
+        """
+
+
+class ISieveScripts(Interface):
+    """
+    Each account's active Sieve script (RFC 5228), which decides at final
+    delivery where the account's copy of a message goes.
+    """
+
+    def activeScript(account: str) -> Optional[Script]:
+        """
+        The account's active script, compiled; L{None} when it has none,
+        or when it does not compile (logged: the message is then kept in
+        the INBOX, as Dovecot's Pigeonhole does).  Called from the reactor
+        thread for each delivery, so cheap when nothing changed.
         """
 
 

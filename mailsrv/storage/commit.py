@@ -44,7 +44,9 @@ class DeliveryJob:
     @ivar data: the whole message when it has not been written yet
         (C{tmpPath} is then created); L{None} when C{tmpPath} already holds
         it, written and closed.
-    @ivar targets: the new names, one per INBOX: C{<folder>/new/<base>}.
+    @ivar targets: the new names, one per destination folder:
+        C{<folder>/new/<base>}, or C{<folder>/cur/<base>:2,<flags>} for a
+        message delivered with flags.
     """
 
     root: str
@@ -125,11 +127,13 @@ def _writeAll(fd: int, data: bytes) -> None:
 
 def _syncTargets(job: DeliveryJob, tree: MaildirTree, directorySync: GroupDirectorySync) -> None:
     """
-    Make every target's C{new/} entry durable (and, for a first delivery,
-    the directories leading to it).
+    Make every target's entry durable (in C{new/}, or C{cur/} for a
+    message delivered with flags; for a first delivery, also the
+    directories leading to it).
     """
     for target in job.targets:
-        tree.makeDurable(Path(target).parent.parent, "new")
+        subdir = Path(target).parent
+        tree.makeDurable(subdir.parent, subdir.name)
         directorySync.sync(os.path.dirname(target))
 
 

@@ -950,18 +950,26 @@ class MaildirStore:
         """
         dirs: list[Path] = []
         for account in accounts:
-            _, _, name, folderDir = self._folder(account, folder)
-            if name != INBOX and not folderDir.is_dir():
-                try:
-                    self.createFolder(account, name)
-                except MailError as e:
-                    if e.kind is not ErrorKind.PERM:  # PERM: created meanwhile
-                        raise
+            folderDir = self._deliveryFolder(account, folder)
             if folderDir not in dirs:
                 dirs.append(folderDir)
         if not dirs:
             raise ValueError("startMessage() needs at least one account")
         return MaildirMessageWriter(self, dirs)
+
+    def _deliveryFolder(self, account: str, folder: str) -> Path:
+        """
+        The directory of a folder to deliver into, creating the folder
+        (as IMAP CREATE would) if it is missing.
+        """
+        _, _, name, folderDir = self._folder(account, folder)
+        if name != INBOX and not folderDir.is_dir():
+            try:
+                self.createFolder(account, name)
+            except MailError as e:
+                if e.kind is not ErrorKind.PERM:  # PERM: created meanwhile
+                    raise
+        return folderDir
 
     def subscriptions(self, account: str) -> Sequence[str]:
         """

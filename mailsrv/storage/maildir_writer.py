@@ -19,9 +19,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailsrv.errors import ErrorKind, MailError
-from mailsrv.interfaces import IMessageWriter
+from mailsrv.interfaces import IMessageWriter, Placement
 from mailsrv.storage.commit import NEW_FILE, DeliveryJob, unlinkQuietly
-from mailsrv.storage.maildir_files import CRLFCounter
+from mailsrv.storage.maildir_files import CRLFCounter, lettersFor
+from mailsrv.storage.validation import keywordsOf, normalizeFlags
 
 if TYPE_CHECKING:
     from mailsrv.storage.maildir import MaildirStore
@@ -41,22 +42,26 @@ def temporaryError() -> MailError:
 @implementer(IMessageWriter)
 class MaildirMessageWriter:
     """
-    A delivery into the INBOX of one or more accounts.  Create with
-    L{MaildirStore.startMessage}.
+    A delivery into the INBOX (or another folder) of one or more accounts.
+    Create with L{MaildirStore.startMessage}; L{place} may change the
+    destinations before the commit.
 
     Bytes go to one file in the first account's C{tmp/} (C{O_EXCL}, mode
     0600), created once more than L{IN_MEMORY_LIMIT} octets have come, or
     by the committer.  L{commit} hands the store's committer a
     L{DeliveryJob}: write what is still in memory, fsync the file and
-    hard-link it into every account's C{new/}; one copy of the bytes, one
-    link per account.
+    hard-link it into every destination's C{new/} (C{cur/} when it starts
+    with flags, as Dovecot does); one copy of the bytes, one link per
+    destination.
     """
 
     log = Logger()
 
     def __init__(self, store: "MaildirStore", accountDirs: Sequence[Path]) -> None:
         self._store = store
-        self._accountDirs = list(accountDirs)
+        self._tmpDir = accountDirs[0] / "tmp"
+        #: (folder directory, initial flags) per copy.
+        self._destinations: list[tuple[Path, frozenset[str]]] = [(d, frozenset()) for d in accountDirs]
         self._file: Optional[BinaryIO] = None
         self._tmpPath: Optional[Path] = None
         self._counter = CRLFCounter()
@@ -66,14 +71,13 @@ class MaildirMessageWriter:
         self._failed = False
 
     def _open(self) -> None:
-        first = self._accountDirs[0]
-        path = first / "tmp" / self._store._names.tmpName()
+        path = self._tmpDir / self._store._names.tmpName()
         try:
             fd = os.open(path, NEW_FILE, 0o600)
         except FileNotFoundError:
             # First delivery to this account (or its Maildir was removed):
             # only then pay for creating the directories.
-            self._store._ensureMaildir(first)
+            self._store._ensureMaildir(self._tmpDir.parent)
             fd = os.open(path, NEW_FILE, 0o600)
         self._tmpPath = path
         self._file = os.fdopen(fd, "wb", buffering=65536)
@@ -106,6 +110,19 @@ class MaildirMessageWriter:
         self._pending = []
         self._pendingSize = 0
 
+    def place(self, placements: Sequence[Placement]) -> None:
+        if self._state != "writing":
+            raise RuntimeError("place() after commit()")
+        destinations: list[tuple[Path, frozenset[str]]] = []
+        for placement in placements:
+            flags = normalizeFlags(placement.flags)
+            folderDir = self._store._deliveryFolder(placement.account, placement.folder)
+            if (folderDir, flags) not in destinations:
+                destinations.append((folderDir, flags))
+        if not destinations:
+            raise ValueError("place() needs at least one placement")
+        self._destinations = destinations
+
     def commit(self) -> "defer.Deferred[None]":
         if self._state != "writing":
             return defer.fail(temporaryError())
@@ -114,49 +131,86 @@ class MaildirMessageWriter:
             self._discard()
             self._state = "failed"
             return defer.fail(temporaryError())
-        try:
-            job = self._job()
-        except OSError:
-            self.log.failure("Cannot write message file {path}", path=str(self._tmpPath))
-            self._discard()
-            self._state = "failed"
-            return defer.fail(temporaryError())
+        if any(keywordsOf(flags) for _, flags in self._destinations):
+            # Rare (a Sieve script's keywords): the keyword tables are
+            # files, read and written off the reactor thread.
+            letters = self._store._runBlocking(self._flagLetters)
+        else:
+            letters = defer.succeed([lettersFor(flags, {}) for _, flags in self._destinations])
 
         def committed(result: None) -> None:
             self._state = "committed"
-            for accountDir in self._accountDirs:
-                self._store._notify(accountDir)
+            for folderDir, _ in self._destinations:
+                self._store._notify(folderDir)
 
         def failed(failure: Failure) -> Failure:
             self._state = "failed"
             return failure
 
-        return self._store._commit(job).addCallbacks(committed, failed)
+        def noLetters(failure: Failure) -> Failure:
+            self._discard()
+            return failure
 
-    def _job(self) -> DeliveryJob:
+        return letters.addCallbacks(self._commitWith, noLetters).addCallbacks(committed, failed)
+
+    def _flagLetters(self) -> list[str]:
+        """
+        The info letters of each destination, adding new keywords to its
+        C{dovecot-keywords} (durably: the name refers to it).  Blocking.
+        """
+        result = []
+        for folderDir, flags in self._destinations:
+            keywords = keywordsOf(flags)
+            index: dict[str, int] = {}
+            if keywords:
+                self._store._ensureMaildir(folderDir)
+                meta = self._store._meta
+                try:
+                    index = meta.keywordIndex(folderDir, keywords, durable=True)
+                except MailError:
+                    index = {kw: i for i, kw in meta.readKeywords(folderDir).items()}
+                    self.log.warn(
+                        "No room for keywords {keywords} in {folder}: delivered without them",
+                        keywords=sorted(keywords - set(index)),
+                        folder=str(folderDir),
+                    )
+            result.append(lettersFor(flags, index))
+        return result
+
+    def _commitWith(self, letters: list[str]) -> "defer.Deferred[None]":
+        try:
+            job = self._job(letters)
+        except OSError:
+            self.log.failure("Cannot write message file {path}", path=str(self._tmpPath))
+            self._discard()
+            raise temporaryError() from None
+        return self._store._commit(job)
+
+    def _job(self, letters: list[str]) -> DeliveryJob:
         """
         The disk work left: the bytes still in memory (most messages), or
         the file they went to, closed here so the committer can fsync it.
+
+        @param letters: the flag letters of each destination.
         """
         names = self._store._names
         data: Optional[bytes] = None
         if self._file is None:
-            self._tmpPath = self._accountDirs[0] / "tmp" / names.tmpName()
+            self._tmpPath = self._tmpDir / names.tmpName()
             data = b"".join(self._pending)
             self._pending = []
             self._pendingSize = 0
         else:
             self._file.close()
         assert self._tmpPath is not None
-        return DeliveryJob(
-            root=str(self._store.root),
-            tmpPath=str(self._tmpPath),
-            data=data,
-            targets=tuple(
-                str(accountDir / "new" / names.newBase(self._counter.physical, self._counter.crlf))
-                for accountDir in self._accountDirs
-            ),
-        )
+        targets = []
+        for (folderDir, _), flagLetters in zip(self._destinations, letters):
+            base = names.newBase(self._counter.physical, self._counter.crlf)
+            if flagLetters:
+                targets.append(str(folderDir / "cur" / f"{base}:2,{flagLetters}"))
+            else:
+                targets.append(str(folderDir / "new" / base))
+        return DeliveryJob(root=str(self._store.root), tmpPath=str(self._tmpPath), data=data, targets=tuple(targets))
 
     def abort(self) -> None:
         """

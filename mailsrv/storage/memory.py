@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailsrv.errors import ErrorKind, MailError
-from mailsrv.interfaces import IMailFolder, IMailStore, IMessageWriter, MessageInfo
+from mailsrv.interfaces import IMailFolder, IMailStore, IMessageWriter, MessageInfo, Placement
 from mailsrv.storage.maildir_account import SPECIAL_USES
 from mailsrv.storage.validation import (
     INBOX,
@@ -273,10 +273,31 @@ class MemoryMessageWriter:
 
     def __init__(self, store: "MemoryMailStore", accounts: Sequence[str], folder: str = INBOX) -> None:
         self._store = store
-        self._accounts = accounts
-        self._folder = folder
+        self._placements = [Placement(account, folder) for account in accounts]
         self._chunks: list[bytes] = []
         self._state = "writing"
+
+    def place(self, placements: Sequence[Placement]) -> None:
+        if self._state != "writing":
+            raise RuntimeError("place() after commit()")
+        resolved: list[Placement] = []
+        for placement in placements:
+            local, domain = splitAccount(placement.account)
+            flags = normalizeFlags(placement.flags)
+            placement = Placement(f"{local}@{domain}", normalizeFolderName(placement.folder), flags)
+            if placement not in resolved:
+                resolved.append(placement)
+        if not resolved:
+            raise ValueError("place() needs at least one placement")
+        for i, placement in enumerate(resolved):
+            # Checked before anything is stored: a delivery never fails
+            # halfway.  Keywords a folder has no room for are dropped.
+            try:
+                self._store._deliveryMailbox(placement.account, placement.folder).checkKeywords(placement.flags)
+            except MailError:
+                systemFlags = frozenset(f for f in placement.flags if f.startswith("\\"))
+                resolved[i] = dataclasses.replace(placement, flags=systemFlags)
+        self._placements = resolved
 
     def write(self, data: bytes) -> None:
         if self._state == "aborted":
@@ -293,12 +314,13 @@ class MemoryMessageWriter:
         self._state = "committed"
         data = b"".join(self._chunks)
         self._chunks = []
-        mailboxes = [self._store._deliveryMailbox(account, self._folder) for account in self._accounts]
         now = self._store._clock()
-        for mailbox in mailboxes:
-            # Deliveries carry no flags, so the keyword limit cannot refuse
-            # them: a delivery never fails halfway.
-            mailbox.add(self._store._newKey(), data, frozenset(), now)
+        mailboxes = []
+        for placement in self._placements:
+            mailbox = self._store._deliveryMailbox(placement.account, placement.folder)
+            # place() checked the keyword limit: a delivery never fails halfway.
+            mailbox.add(self._store._newKey(), data, placement.flags, now)
+            mailboxes.append(mailbox)
         for mailbox in mailboxes:
             mailbox.notify()
         return defer.succeed(None)

@@ -504,3 +504,66 @@ def test_badAccountsRefused(store: Any, account: str) -> None:
     expectError(ErrorKind.SYNTAX, store.listFolders, account)
     expectError(ErrorKind.SYNTAX, store.createFolder, account, "X")
     expectError(ErrorKind.SYNTAX, store.startMessage, [ALICE, account])
+
+
+# ----------------------------------------------------------------- placement
+
+
+def test_placeIntoFoldersWithFlags(store: Any) -> None:
+    """
+    L{IMessageWriter.place} sends the copies where it says, replacing the
+    INBOX given to startMessage: a folder that does not exist yet is
+    created, and each copy starts with its own flags (system flags and
+    keywords).
+    """
+    from mailsrv.interfaces import Placement
+
+    writer = store.startMessage([ALICE, BOB])
+    writer.write(MESSAGE)
+    writer.place(
+        [
+            Placement(ALICE, "Lists/Python", frozenset({"\\seen", "$label1"})),
+            Placement(ALICE, "INBOX", frozenset({"\\Flagged"})),
+            Placement(BOB, "INBOX"),
+        ]
+    )
+    successResultOf(writer.commit())
+    assert "Lists/Python" in store.listFolders(ALICE)
+    [listed] = store.openFolder(ALICE, "Lists/Python").messages()
+    assert listed.flags == frozenset({"\\Seen", "$label1"})
+    [inbox] = store.openFolder(ALICE).messages()
+    assert inbox.flags == frozenset({"\\Flagged"})
+    [bobs] = store.openFolder(BOB).messages()
+    assert bobs.flags == frozenset()
+    assert readAll(store.openFolder(ALICE, "Lists/Python"), listed.uid) == MESSAGE
+
+
+def test_placeNowhereElse(store: Any) -> None:
+    """
+    An account left out of the placements gets no copy; the same
+    placement given twice is one copy.
+    """
+    from mailsrv.interfaces import Placement
+
+    writer = store.startMessage([ALICE, BOB])
+    writer.write(MESSAGE)
+    writer.place([Placement(BOB, "Archive"), Placement(BOB, "Archive")])
+    successResultOf(writer.commit())
+    assert store.openFolder(ALICE).messages() == ()
+    assert len(store.openFolder(BOB, "Archive").messages()) == 1
+    assert store.openFolder(BOB).messages() == ()
+
+
+def test_placeRefusesBadNames(store: Any) -> None:
+    """
+    An invalid folder name or flag is a C{SYNTAX} error from place(); the
+    writer can still be aborted.
+    """
+    from mailsrv.interfaces import Placement
+
+    writer = store.startMessage([ALICE])
+    writer.write(MESSAGE)
+    expectError(ErrorKind.SYNTAX, writer.place, [Placement(ALICE, "a//b")])
+    expectError(ErrorKind.SYNTAX, writer.place, [Placement(ALICE, "INBOX", frozenset({"\\Recentish"}))])
+    writer.abort()
+    assert store.openFolder(ALICE).messages() == ()

@@ -735,3 +735,26 @@ def test_measuredSizeKeptInUidlist(root: Path, monkeypatch: pytest.MonkeyPatch) 
     again = makeStore(root).openFolder(ALICE)
     assert [m.size for m in again.messages()] == [20]
     assert not [p for p in opened if "/cur/" in p or "/new/" in p]
+
+
+def test_placedWithFlagsGoesToCur(root: Path) -> None:
+    """
+    A copy placed with flags is linked into C{cur/} with them in its info
+    (keywords by their letter in C{dovecot-keywords}), as Dovecot delivers
+    such mail; one without goes to C{new/}.  Both are links to one file.
+    """
+    from mailsrv.interfaces import Placement
+
+    store = makeStore(root)
+    writer = store.startMessage([ALICE])
+    writer.write(MESSAGE)
+    writer.place([Placement(ALICE, "INBOX", frozenset({"\\Seen", "Work"})), Placement(ALICE, "Archive")])
+    successResultOf(writer.commit())
+    account = root / "example.com" / "alice"
+    [name] = files(account / "cur")
+    assert name.endswith(":2,Sa")
+    assert (account / "dovecot-keywords").read_text() == "0 Work\n"
+    assert files(account / "new") == []
+    [archived] = files(account / ".Archive" / "new")
+    assert os.stat(account / "cur" / name).st_ino == os.stat(account / ".Archive" / "new" / archived).st_ino
+    assert files(account / "tmp") == []
