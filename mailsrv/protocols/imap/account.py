@@ -35,9 +35,9 @@ from zope.interface import implementer
 
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IMailStore, IQuota
+from mailsrv.mailbox_names import STORE_SEPARATOR, hierarchyToStore
 from mailsrv.protocols.imap.mailbox import DELIMITER, IMAPMailbox, RecentTracker
 
-STORE_SEPARATOR = "/"
 
 #: Folders created at login, with their RFC 6154 attribute.
 DEFAULT_FOLDERS = {
@@ -72,15 +72,10 @@ def imapToStore(name: str) -> str:
 
     @raise MailboxError: C{CANNOT} if the name cannot be stored.
     """
-    name = name.rstrip(DELIMITER)
-    if STORE_SEPARATOR in name or not name:
-        raise MailboxError("CANNOT", "Invalid mailbox name")
-    levels = name.split(DELIMITER)
-    if any(not level for level in levels):
-        raise MailboxError("CANNOT", "Invalid mailbox name")
-    if levels[0].upper() == "INBOX":
-        levels[0] = "INBOX"
-    return STORE_SEPARATOR.join(levels)
+    try:
+        return hierarchyToStore(name, DELIMITER)
+    except MailError:
+        raise MailboxError("CANNOT", "Invalid mailbox name") from None
 
 
 def storeToImap(name: str) -> Optional[str]:
