@@ -109,6 +109,9 @@ class Envelope:
     @ivar filterVerdicts: filter name -> its verdict on the message
         (C{accept}, C{add-header}, C{quarantine}), set by the pipeline
         after the end-of-data checks, for the transaction's log line.
+    @ivar reachedVia: local account -> the accepted recipient address that
+        first reached it (as given, C{+tag} included; an alias for mail
+        the alias table routed), set by the pipeline.
     """
 
     mailFrom: Optional[Address] = None
@@ -119,3 +122,4 @@ class Envelope:
     receivedAt: float = dataclasses.field(default_factory=time.time)
     quarantined: bool = False
     filterVerdicts: dict[str, str] = dataclasses.field(default_factory=dict)
+    reachedVia: dict[str, Address] = dataclasses.field(default_factory=dict)

@@ -26,6 +26,7 @@ class ErrorKind(enum.Enum):
     SENDER = "sender"  # a sender address (MAIL FROM, From:) the user may not use
     REJECTED = "rejected"  # refused by a filter (DMARC, spam, virus...)
     RATE_LIMITED = "rate-limited"  # over a sending rate limit; later is fine
+    LOOP = "loop"  # a mail loop: too many hops (Received: fields)
 
 
 # The reason logged (and counted on /metrics) for a refusal of each kind,
@@ -42,6 +43,7 @@ _REASONS = {
     ErrorKind.SENDER: "sender-not-owned",
     ErrorKind.REJECTED: "filter",
     ErrorKind.RATE_LIMITED: "rate-limited",
+    ErrorKind.LOOP: "hop-limit",
 }
 
 

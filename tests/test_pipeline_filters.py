@@ -184,6 +184,28 @@ class FilterSeamTests(SynchronousTestCase):
         [msg] = self.stored()
         self.assertTrue(msg.endswith(b"X-Top: 1\r\nSubject: s\r\nMessage-ID: <new@x>\r\n\r\n.body\r\n"), msg)
 
+    def test_hop_limit(self) -> None:
+        """
+        A message that already has 50 C{Received:} fields is a loop:
+        refused with 554 5.4.6 before any filter reads it, and not stored;
+        49 pass.
+        """
+        from mailsrv.protocols.smtp.replies import replyForError
+
+        f = Recorder()
+        hops = b"".join(b"Received: from h%d by h%d\r\n" % (i, i + 1) for i in range(50))
+        error = self.failureResultOf(
+            self.deliver(self.pipeline(f, modifiers=[AddAndRemove()]), hops + b"Subject: loop\r\n\r\nx\r\n"), MailError
+        ).value
+        reply = replyForError(error)
+        self.assertEqual((reply.code, reply.status, error.reason), (554, "5.4.6", "hop-limit"))
+        self.assertEqual(f.seen, ["sender", "recipient"])
+        self.assertEqual(self.stored(), [])
+        self.successResultOf(
+            self.deliver(self.pipeline(f, modifiers=[AddAndRemove()]), hops[hops.index(b"\r\n") + 2 :] + b"\r\nx\r\n")
+        )
+        self.assertEqual(len(self.stored()), 1)
+
     def test_connection_check(self) -> None:
         """
         A REJECT at connection time fails checkConnection with its reply.

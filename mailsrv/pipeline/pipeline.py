@@ -39,7 +39,7 @@ from mailsrv.interfaces import (
     IModifier,
     ISenderPolicy,
 )
-from mailsrv.pipeline.content import SpooledMessage, encodeField
+from mailsrv.pipeline.content import SpooledMessage, encodeField, fieldName, splitFields
 from mailsrv.pipeline.received import receivedHeader
 from mailsrv.pipeline.routing import Router
 
@@ -49,6 +49,15 @@ log = Logger()
 # Verdicts a filter can give a message that goes on, mildest first: the
 # message's verdict for a filter is the strongest it gave at any stage.
 _VERDICT_RANK = {"accept": 0, "add-header": 1, "quarantine": 2}
+
+#: A message that already passed this many hosts (C{Received:} fields) is
+#: in a loop (forwarding, or Sieve redirects between servers): refused with
+#: 554 5.4.6 as Postfix's C{hopcount_limit} (the same default) does.
+MAX_HOPS = 50
+
+
+def hopCount(headerBlock: bytes) -> int:
+    return sum(1 for field in splitFields(headerBlock) if fieldName(field).lower() == "received")
 
 
 async def runStage(
@@ -254,6 +263,7 @@ class _PipelineDelivery:
                 if account not in self._accounts:
                     await (await self._localDelivery()).addRecipient(Address.fromString(account))
                     self._accounts.add(account)
+                    self._envelope.reachedVia[account] = recipient
             if route.accounts:
                 self._localRecipients.append(recipient)
 
@@ -318,6 +328,9 @@ class _PipelineDelivery:
 
     async def _filterAndWrite(self, message: SpooledMessage) -> None:
         message.finish()
+        hops = hopCount(message.headerBlock)
+        if hops >= MAX_HOPS:
+            raise MailError(ErrorKind.LOOP, f"Too many hops ({hops} Received: fields): mail loop", reason="hop-limit")
         context = _context(self._session, self._envelope)
         self._absorb(
             await runStage(

@@ -85,6 +85,7 @@ _KIND_REPLIES: dict[tuple[ErrorKind, bool], tuple[int, str]] = {
     (ErrorKind.SYNTAX, False): (501, "5.5.4"),
     (ErrorKind.TEMP, True): (451, "4.3.0"),
     (ErrorKind.PERM, False): (550, "5.0.0"),
+    (ErrorKind.LOOP, False): (554, "5.4.6"),
     (ErrorKind.SENDER, False): (553, "5.7.1"),
 }
 
