@@ -201,12 +201,12 @@ class SignerTests(SynchronousTestCase):
 
     def test_not_signed(self) -> None:
         """
-        Nothing is added for mail from the world, for the server's own
-        bounces, for a From: domain without a key, or when disabled.
+        Nothing is added for mail from the world, for a From: domain
+        without a key (also in mail the server writes), or when disabled.
         """
         cases = [
             (self.signer(), Session(ENDPOINTS["smtp"], "198.51.100.7"), MESSAGE),
-            (self.signer(), internalSession(), MESSAGE),
+            (self.signer(), internalSession(), MESSAGE.replace(b"alice@example.test", b"x@remote.test")),
             (self.signer(), submitted(), MESSAGE.replace(b"alice@example.test", b"alice@other.test")),
             (self.signer(), submitted(), MESSAGE.replace(b"From: Alice <alice@example.test>\r\n", b"")),
             (self.signer(enabled=False), submitted(), MESSAGE),
@@ -214,6 +214,17 @@ class SignerTests(SynchronousTestCase):
         for signer, session, data in cases:
             edit = self.successResultOf(signer.modify(session, Envelope(), spooled(data)))
             self.assertEqual(edit.prepend, (), (session.endpoint.name, data[:40]))
+
+    def test_server_generated_mail_signed(self) -> None:
+        """
+        Mail the server writes itself (a vacation reply from a user's
+        address, a bounce from its hostname's domain) is signed when that
+        domain has a key, as OpenDKIM signs it for docker-mailserver.
+        """
+        edit = self.successResultOf(self.signer().modify(internalSession(), Envelope(), spooled(MESSAGE)))
+        (field,) = edit.prepend
+        self.assertIn("d=example.test;", field)
+        self.assertTrue(dkim.verify(signed(edit, MESSAGE), dnsfunc=dnsFor(recordOf(self.key))))
 
     def test_keytable_selector(self) -> None:
         """

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_dkim -*-
 """
-DKIM signing (RFC 6376) of mail submitted by the server's own users, and
-the keys it signs with.
+DKIM signing (RFC 6376) of mail submitted by the server's own users and
+of mail the server writes itself, and the keys it signs with.
 
 Keys live where docker-mailserver and OpenDKIM keep them, so an
 installation moved over keeps its published records:
@@ -14,10 +14,10 @@ docker-mailserver writes it.
 L{DKIMSigner} is an L{IModifier} and must be the B{last} one: the
 signature covers Message-ID and Date, which the submission modifier may
 add, and any header edited after signing would break it.  Only mail of
-authenticated sessions is signed (never mail relayed in from the world,
-nor the server's own bounces), with the key of the domain of its From:
-address; the submission modifier has already checked that the user owns
-that address.  Signing reads the whole message into memory (dkimpy wants
+authenticated sessions and the server's own (bounces, Sieve vacation
+replies and redirects) is signed, never mail relayed in from the world,
+with the key of the domain of its From: address; for submitted mail the
+submission modifier has already checked that the user owns that address.  Signing reads the whole message into memory (dkimpy wants
 bytes), bounded by the message size limit, in a thread: RSA and hashing
 a large body would stall the reactor.
 """
@@ -39,7 +39,7 @@ from zope.interface import implementer
 from mailsrv.envelope import Envelope, Session
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import HeaderEdit, IMessageContent, IModifier
-from mailsrv.pipeline.submission import isSubmission
+from mailsrv.pipeline.submission import isInternal, isSubmission
 
 log = Logger()
 
@@ -228,7 +228,10 @@ class DKIMSigner:
     def modify(
         self, session: Session, envelope: Envelope, message: IMessageContent
     ) -> "defer.Deferred[HeaderEdit]":
-        if not self.enabled or not isSubmission(session):
+        # Mail the users submit, and mail the server writes itself (bounces,
+        # Sieve vacation replies and redirects): what OpenDKIM signs for
+        # docker-mailserver.  Mail from the world keeps its own signatures.
+        if not self.enabled or not (isSubmission(session) or isInternal(session)):
             return defer.succeed(HeaderEdit())
         domain = fromDomain(message)
         if domain is None or not validDomain(domain):
