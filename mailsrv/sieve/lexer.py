@@ -151,12 +151,14 @@ class _Lexer:
         startLine = self.line
         pieces = []
         pos = self.pos + 1
+        quote = source.find('"', pos)
         while True:
-            # Copy runs without quotes or backslashes in one go.
-            quote = source.find('"', pos)
-            backslash = source.find("\\", pos, quote if quote >= 0 else len(source))
             if quote < 0:
                 raise SieveSyntaxError(startLine, "unterminated string")
+            # Copy runs without backslashes in one go; the closing quote is
+            # only searched for again once an escape has moved past it, so
+            # that many escapes cost linear time.
+            backslash = source.find("\\", pos, quote)
             if backslash < 0:
                 pieces.append(source[pos:quote])
                 self._advance(quote + 1)
@@ -168,6 +170,8 @@ class _Lexer:
             # backslash is dropped and the next character taken as is.
             pieces.append(source[backslash + 1])
             pos = backslash + 2
+            if pos > quote:
+                quote = source.find('"', pos)
         self.tokens.append(Token(STRING, _normaliseNewlines("".join(pieces)), startLine))
 
     def _multiLineString(self, afterColon: int) -> None:
