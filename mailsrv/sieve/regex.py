@@ -18,8 +18,10 @@ matcher that remembers which (instruction, position) pairs already failed
 and so never does the same work twice (RE2's "bit state" engine): its time
 is at most the pattern size times the text length.  Both give the same
 matches and groups (leftmost, then the first alternative, greedy
-quantifiers, as Perl and Python do); POSIX's leftmost-longest rule is not
-followed, which only changes what the match variables hold.
+quantifiers, as Perl and Python do), except that a group inside nested
+quantifiers that can both match the empty string (C{(a*)*}) may hold a
+different iteration's text.  POSIX's leftmost-longest rule is not
+followed; that only changes what the match variables hold.
 
 Patterns are limited to L{MAX_PATTERN} characters and a compiled size of
 L{MAX_PROGRAM} instructions; only the first L{MAX_SUBJECT} characters of a
@@ -88,9 +90,18 @@ class _Set:
     chars: frozenset[str]
     ranges: tuple[tuple[str, str], ...]
 
-    def contains(self, char: str) -> bool:
-        found = char in self.chars or any(low <= char <= high for low, high in self.ranges)
+    def contains(self, char: str, fold: bool = False) -> bool:
+        """
+        Whether C{char} is in the set; with C{fold}, whether it or its other
+        ASCII case is (a negated set then excludes both cases).
+        """
+        found = self._listed(char)
+        if not found and fold and char.isascii() and char.isalpha():
+            found = self._listed(char.swapcase())
         return found != self.negated
+
+    def _listed(self, char: str) -> bool:
+        return char in self.chars or any(low <= char <= high for low, high in self.ranges)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -410,7 +421,7 @@ def _cheapForBacktracking(node: _Node) -> bool:
 
 # --- the linear-time matcher ------------------------------------------------
 
-_CHAR, _ANY, _SET, _SPLIT, _JUMP, _SAVE, _ASSERT, _MATCH = range(8)
+_CHAR, _ANY, _SET, _SPLIT, _JUMP, _SAVE, _ASSERT, _MATCH, _LOOP = range(9)
 
 
 def _isWordChar(char: str) -> bool:
@@ -475,8 +486,9 @@ class _Program:
             if node.high is None:
                 split = self._append((_SPLIT, None, None))
                 self._emit(node.node)
-                self._append((_JUMP, split, None))
+                self._append((_LOOP, split, None))
                 self.code[split] = (_SPLIT, split + 1, len(self.code))
+                self.code[-1] = (_LOOP, split, len(self.code))
             else:
                 splits = []
                 for _ in range(node.high - node.low):
@@ -491,6 +503,7 @@ class _Program:
         numbers, -1 where a group did not take part), or L{None}.
         """
         code = self.code
+        fold = self.fold
         length = len(text)
         compared = text.translate(_ASCII_LOWER) if self.fold else text
         # One flag per (instruction, position), set once the pair has been
@@ -534,7 +547,7 @@ class _Program:
                             continue
                         break
                     if op == _SET:
-                        if pos < length and self._inSet(a, text[pos]):  # type: ignore[arg-type]
+                        if pos < length and a.contains(text[pos], fold):  # type: ignore[attr-defined]
                             pc += 1
                             pos += 1
                             continue
@@ -545,6 +558,15 @@ class _Program:
                         continue
                     if op == _JUMP:
                         pc = a  # type: ignore[assignment]
+                        continue
+                    if op == _LOOP:
+                        # Back to the head of a * or + loop (a), unless the
+                        # head was already tried at this position: then this
+                        # iteration matched nothing, and like Python's re
+                        # the loop ends here (b) instead of backtracking
+                        # into the iteration.  (If the head was tried on an
+                        # earlier, failed path, b was tried there too.)
+                        pc = b if visited[a * width + pos] else a  # type: ignore[operator, assignment]
                         continue
                     if op == _SAVE:
                         slot: int = a  # type: ignore[assignment]
@@ -562,13 +584,6 @@ class _Program:
                 return None
             start += 1
         return None
-
-    def _inSet(self, charSet: _Set, char: str) -> bool:
-        if charSet.contains(char):
-            return True
-        if self.fold and char.isascii() and char.isalpha():
-            return charSet.contains(char.swapcase())
-        return False
 
 
 def _assertion(kind: str, text: str, pos: int) -> bool:

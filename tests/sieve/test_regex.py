@@ -171,8 +171,12 @@ CROSS_PATTERNS = [
     "w\\>",
     "a.c",
     "(x(y)?)+z",
+    "[^a]+\\b",
+    "[^a]*(|a)",
+    "(|a)+|(|a)",
+    "[^[:lower:]]+",
 ]
-CROSS_TEXTS = ["", "a", "ab", "abcd", "xx abcd@example.com yy", "[list] hello", "foo 123 bar", "dx axx", "aaaa", "ababc", "a foo b", "xyzz", "]", "ababbc", "a w", "a\nc", "xyxxyz"]
+CROSS_TEXTS = ["", "a", "ab", "abcd", "xx abcd@example.com yy", "[list] hello", "foo 123 bar", "dx axx", "aaaa", "ababc", "a foo b", "xyzz", "]", "ababbc", "a w", "a\nc", "xyxxyz", "bA", "aaxbaA b"]
 
 
 @pytest.mark.parametrize("pattern", CROSS_PATTERNS)
