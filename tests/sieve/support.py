@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
-from mailsrv.sieve import Action, MessageContext, evaluate, parseScript
+from mailsrv.sieve import Action, Discard, MessageContext, evaluate, parseScript
 
 HEADER = (
     b"Return-Path: <bob@example.org>\r\n"
@@ -81,4 +81,4 @@ def holds(test: str, require: str = "", header: bytes = HEADER, **kwargs: Any) -
     """
     prefix = f"require [{require}];\n" if require else ""
     actions = run(f'{prefix}if {test} {{ discard; }}', header, **kwargs)
-    return any(type(action).__name__ == "Discard" for action in actions)
+    return any(isinstance(action, Discard) for action in actions)
