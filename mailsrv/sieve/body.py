@@ -54,6 +54,10 @@ def bodyTexts(header: bytes, body: bytes, transform: str, contentTypes: Sequence
     """
     if transform == "raw":
         return [body.decode("utf-8", "replace")]
+    if not header.endswith((b"\n\n", b"\r\n\r\n")):
+        # Without its empty line the body would be read as more header.
+        header = header.rstrip(b"\r\n")
+        header = header + b"\r\n\r\n" if header else b"\r\n"
     try:
         message = email.parser.BytesParser(policy=compat32).parsebytes(header + body)
         parts = list(message.walk())[:MAX_PARTS]

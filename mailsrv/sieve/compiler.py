@@ -315,7 +315,7 @@ class _Compiler:
     def _require(self, node: CommandNode) -> None:
         spec = _COMMANDS["require"]
         _, args = self._arguments(node, spec, node.arguments)
-        self._noTestsOrBlock(node, spec)
+        self._noTestsOrBlock(node)
         names = args[0]
         assert isinstance(names, tuple)
         for name in names:
@@ -390,14 +390,14 @@ class _Compiler:
             raise SieveSyntaxError(node.line, f"unknown command {node.name!r}")
         self._needExtension(spec.extension, node.line, f"command {node.name!r}")
         tags, args = self._arguments(node, spec, node.arguments)
-        self._noTestsOrBlock(node, spec)
+        self._noTestsOrBlock(node)
         command = Command(node.name, node.line, tags, args)
         check = getattr(self, f"check_{node.name}", None)
         if check is not None:
             check(command)
         return command
 
-    def _noTestsOrBlock(self, node: CommandNode, spec: _Spec) -> None:
+    def _noTestsOrBlock(self, node: CommandNode) -> None:
         if node.tests:
             raise SieveSyntaxError(node.line, f"command {node.name!r} takes no test")
         if node.block is not None:

@@ -186,7 +186,9 @@ def addressPart(address: str, part: str) -> Optional[str]:
 
 class HeaderSection:
     """
-    A message's header section, parsed once and looked up by name.
+    A message's header section, parsed once and looked up by name; decoded
+    values and addresses are kept, as scripts often test the same field
+    many times.
     """
 
     def __init__(self, raw: bytes) -> None:
@@ -194,6 +196,8 @@ class HeaderSection:
         self._byName: dict[str, list[str]] = {}
         for name, value in self.fields:
             self._byName.setdefault(name, []).append(value)
+        self._values: dict[str, list[str]] = {}
+        self._addresses: dict[str, list[str]] = {}
 
     def exists(self, name: str) -> bool:
         return name.lower() in self._byName
@@ -210,22 +214,31 @@ class HeaderSection:
         The values of every field C{name} as the header test compares them:
         RFC 2047 decoded, without leading and trailing white space.
         """
-        return [decodeEncodedWords(value).strip() for value in self.rawValues(name)]
+        name = name.lower()
+        values = self._values.get(name)
+        if values is None:
+            values = [decodeEncodedWords(value).strip() for value in self.rawValues(name)]
+            self._values[name] = values
+        return values
 
     def first(self, name: str) -> Optional[str]:
         """
         The first value of C{name} as L{values} gives it, or L{None}.
         """
-        raw = self.rawValues(name)
-        return decodeEncodedWords(raw[0]).strip() if raw else None
+        values = self.values(name)
+        return values[0] if values else None
 
     def addresses(self, name: str) -> list[str]:
         """
         The addresses in every field C{name}.
         """
-        found = []
-        for value in self.rawValues(name):
-            found.extend(extractAddresses(value))
+        name = name.lower()
+        found = self._addresses.get(name)
+        if found is None:
+            found = []
+            for value in self.rawValues(name):
+                found.extend(extractAddresses(value))
+            self._addresses[name] = found
         return found
 
 

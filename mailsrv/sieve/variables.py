@@ -22,6 +22,10 @@ from mailsrv.sieve.regex import quoteRegex
 #: allows truncation; it asks for at least 4000).
 MAX_VARIABLE_LENGTH = 64 * 1024
 
+#: An expanded string is cut to this many characters: a string of many
+#: references to a long variable must not be able to take gigabytes.
+MAX_EXPANSION = 256 * 1024
+
 #: A script may use at most this many distinct variables.
 MAX_VARIABLES = 256
 
@@ -74,13 +78,18 @@ class Template:
             C{:matches} or C{:regex}, C{${0}} first.
         """
         pieces = []
+        length = 0
         for part in self.parts:
             if isinstance(part, str):
-                pieces.append(part)
+                piece = part
             elif part.index >= 0:
-                pieces.append(matches[part.index] if part.index < len(matches) else "")
+                piece = matches[part.index] if part.index < len(matches) else ""
             else:
-                pieces.append(variables.get(part.name, ""))
+                piece = variables.get(part.name, "")
+            pieces.append(piece)
+            length += len(piece)
+            if length >= MAX_EXPANSION:
+                return "".join(pieces)[:MAX_EXPANSION]
         return "".join(pieces)
 
 

@@ -739,6 +739,15 @@ def test_bodyOfSimpleMessage() -> None:
     assert holds('body :contains "release is on friday"', require='"body"')
 
 
+def test_bodyWhenHeaderLacksEmptyLine() -> None:
+    """
+    A header section given without its empty line still separates the body.
+    """
+    header = MULTIPART_HEADER.rstrip(b"\r\n")
+    assert holds('body :text :contains "Grüße"', require='"body"', header=header, body=MULTIPART_BODY)
+    assert holds('body :text :contains "plain"', require='"body"', header=b"", body=b"plain text\r\n")
+
+
 def test_bodyWithRegex() -> None:
     """
     The body test takes :regex like any other.

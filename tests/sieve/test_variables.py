@@ -155,3 +155,13 @@ def test_flagLists() -> None:
     assert addFlags(["$A"], ["$B $a"]) == ["$A", "$B"]
     assert removeFlags(["$A", "$B", "\\Seen"], ["$b \\seen"]) == ["$A"]
     assert flagString(["\\Seen", "$A"]) == "\\Seen $A"
+
+
+def test_expansionIsBounded() -> None:
+    """
+    Many references to a long variable expand to at most MAX_EXPANSION
+    characters.
+    """
+    from mailsrv.sieve.variables import MAX_EXPANSION
+
+    assert len(expand("${v}" * 1000, {"v": "x" * 10_000})) == MAX_EXPANSION
