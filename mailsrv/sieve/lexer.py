@@ -6,7 +6,7 @@ as text becomes a list of L{Token}s, each with the line it starts on.
 Comments (C{#} to the end of the line and C{/* ... */}) and white space are
 dropped.  Quoted strings lose their quotes and backslash escapes; multi-line
 strings (C{text:} ... C{.}) lose their first and last lines and the dot
-stuffing of lines that start with a dot.  Line breaks inside strings are
+stuffing of lines that start with two dots.  Line breaks inside strings are
 CRLF whatever the script used, as RFC 5228 defines the value of a multi-line
 string; scripts themselves may use CRLF or bare LF.
 """
@@ -197,8 +197,10 @@ class _Lexer:
             if line == ".":
                 pos = nextPos
                 break
-            if line.startswith("."):
-                # Dot stuffing: "..x" stands for ".x" (RFC 5228 2.4.2).
+            if line.startswith(".."):
+                # Dot stuffing: "..x" stands for ".x" (RFC 5228 2.4.2).  A
+                # line with one leading dot and more text is not stuffed and
+                # keeps its dot, as Pigeonhole's conformance tests expect.
                 line = line[1:]
             lines.append(line + "\r\n")
             pos = nextPos

@@ -78,6 +78,15 @@ def test_multiLineString() -> None:
     assert kinds(source) == [(STRING, "Line one\r\n.dotted\r\n"), (PUNCTUATION, ";")]
 
 
+def test_multiLineStringDots() -> None:
+    """
+    Only a doubled leading dot is unstuffed; a single leading dot followed
+    by text stays (as in Pigeonhole's RFC 5228 conformance test).
+    """
+    source = "text:\nLine 1\n.Line 2\n..Line 3\n.Line 4\nLine 5\n.\n"
+    assert kinds(source) == [(STRING, "Line 1\r\n.Line 2\r\n.Line 3\r\n.Line 4\r\nLine 5\r\n")]
+
+
 def test_multiLineStringWithBareLF() -> None:
     """
     Scripts with LF line endings give the same value.
