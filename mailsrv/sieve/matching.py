@@ -222,11 +222,10 @@ class Glob:
     """
 
     def __init__(self, key: str, fold: bool) -> None:
-        # Each segment: (compiled regex, number of "?" in it, fixed length).
-        segments: list[tuple["re.Pattern[str]", int, int]] = []
+        # Each segment: (compiled regex, the fixed length it matches).
+        segments: list[tuple["re.Pattern[str]", int]] = []
         wildcards: list[str] = []
         current: list[str] = []
-        questions = 0
         length = 0
         i = 0
         while i < len(key):
@@ -237,19 +236,18 @@ class Glob:
                 current.append(re.escape(asciiLower(literal) if fold else literal))
                 length += 1
             elif char == "*":
-                segments.append((re.compile("".join(current), re.DOTALL), questions, length))
+                segments.append((re.compile("".join(current), re.DOTALL), length))
                 wildcards.append("*")
-                current, questions, length = [], 0, 0
+                current, length = [], 0
             elif char == "?":
                 current.append("(.)")
                 wildcards.append("?")
-                questions += 1
                 length += 1
             else:
                 current.append(re.escape(asciiLower(char) if fold else char))
                 length += 1
             i += 1
-        segments.append((re.compile("".join(current), re.DOTALL), questions, length))
+        segments.append((re.compile("".join(current), re.DOTALL), length))
         self.segments = segments
         self.wildcards = wildcards
 
@@ -266,24 +264,25 @@ class Glob:
         # Pieces in key order: the text of each "?" and each "*".
         pieces: list[str] = []
         if len(segments) == 1:
-            pattern, _, _ = segments[0]
+            pattern, _ = segments[0]
             match = pattern.fullmatch(folded)
             if match is None:
                 return None
             return [value] + [value[match.start(g) : match.end(g)] for g in range(1, match.re.groups + 1)]
-        first, _, _ = segments[0]
+        first, _ = segments[0]
         match = first.match(folded)
         if match is None:
             return None
         self._addQuestions(value, match, pieces)
         pos = match.end()
-        lastPattern, _, lastLength = segments[-1]
+        lastPattern, lastLength = segments[-1]
         lastStart = len(folded) - lastLength
-        for pattern, _, _ in segments[1:-1]:
+        for pattern, _ in segments[1:-1]:
             if lastStart < pos:
                 return None
-            # Leftmost placement that still leaves room for the last
-            # segment: a later one could only make later stars shorter.
+            # The leftmost place leaves the most room for the segments
+            # after it, so if any placement leads to a match this one does;
+            # and it keeps the star before it as short as possible.
             match = pattern.search(folded, pos, lastStart)
             if match is None:
                 return None
