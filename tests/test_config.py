@@ -131,6 +131,9 @@ def test_custom_endpoint() -> None:
         ({"endpoints": {"smtp": {"listen": ["systemd:x"]}, "imap": {"listen": ["systemd:x"]}}}, "endpoints.imap.listen"),
         ({"endpoints": {"smtp": {"port": 0}}}, "endpoints.smtp.port"),
         ({"endpoints": {"smtp": {"port": "25"}}}, "endpoints.smtp.port"),
+        ({"sieve": {"enabled": "yes"}}, "sieve.enabled"),
+        ({"sieve": {"max_script_size": 0}}, "sieve.max_script_size"),
+        ({"sieve": {"max_redirects": 1}}, "sieve.max_redirects"),
     ],
 )
 def test_errors_name_the_key(data: dict, key: str) -> None:
@@ -190,3 +193,15 @@ def test_systemd_listen_and_advertised_port() -> None:
     ports = {e.name: advertisedPort(e) for e in config.endpoints}
     assert ports == {"smtp": 25, "submissions": 4650, "imaps": 10993, "imap": 1143, "pop3s": 995, "web": 443}
     assert config.endpoint("imaps").listen == ("systemd:imaps",)
+
+
+def test_sieve_section() -> None:
+    """
+    Sieve is on by default (as in docker-mailserver) and can be turned off.
+    """
+    from mailsrv.config.schema import SieveConfig
+
+    assert loadConfig(None).sieve == SieveConfig(enabled=True, maxScriptSize=1024 * 1024)
+    assert loadConfig(REPO / "etc" / "mailsrv.toml").sieve == SieveConfig()
+    config = parseConfig({"sieve": {"enabled": False, "max_script_size": 4096}}, "conf.toml")
+    assert config.sieve == SieveConfig(enabled=False, maxScriptSize=4096)

@@ -31,6 +31,7 @@ from mailsrv.config.schema import (
     SenderAuthConfig,
     Config,
     DeliveryConfig,
+    SieveConfig,
     DKIMConfig,
     DNSConfig,
     HTTPConfig,
@@ -544,6 +545,16 @@ def _delivery(t: _Table) -> DeliveryConfig:
     return delivery
 
 
+def _sieve(t: _Table) -> SieveConfig:
+    d = SieveConfig()
+    sieve = SieveConfig(
+        enabled=t.take("enabled", bool, d.enabled),
+        maxScriptSize=t.take("max_script_size", int, d.maxScriptSize, _positive),
+    )
+    t.finish()
+    return sieve
+
+
 def _http(t: _Table) -> HTTPConfig:
     d = HTTPConfig()
     http = HTTPConfig(
@@ -696,6 +707,7 @@ _OUTBOUND_SECTIONS: dict[str, Callable[[_Table], Any]] = {
     "dns": _dns,
     "relay": _relay,
     "delivery": _delivery,
+    "sieve": _sieve,
     "dkim": _dkim,
 }
 

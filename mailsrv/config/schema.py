@@ -232,6 +232,21 @@ class DeliveryConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SieveConfig:
+    """
+    Users' Sieve scripts (RFC 5228) at final delivery
+    (L{mailsrv.delivery.local}).
+
+    @ivar enabled: run each account's active script
+        (C{home/.dovecot.sieve} in its mail directory).
+    @ivar maxScriptSize: larger scripts are not run (logged).
+    """
+
+    enabled: bool = True
+    maxScriptSize: int = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
 class HTTPConfig:
     """
     The optional HTTP endpoint (an C{[endpoints.X]} with C{protocol =
@@ -405,6 +420,7 @@ class Config:
     dns: DNSConfig = dataclasses.field(default_factory=DNSConfig)
     relay: RelayConfig = dataclasses.field(default_factory=RelayConfig)
     delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
+    sieve: SieveConfig = dataclasses.field(default_factory=SieveConfig)
     dkim: DKIMConfig = dataclasses.field(default_factory=DKIMConfig)
     authThrottle: AuthThrottleConfig = dataclasses.field(default_factory=AuthThrottleConfig)
     senderAuth: SenderAuthConfig = dataclasses.field(default_factory=SenderAuthConfig)
