@@ -20,6 +20,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import ServerFactory
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.mail import imap4
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -57,6 +58,8 @@ from mailsrv.protocols.smtp.server import SMTPFactory
 from mailsrv.storage.committers import ProcessCommitter
 from mailsrv.storage.maildir import MaildirStore
 from mailsrv.storage.quota import FileQuota, maildirUsage
+from mailsrv.storage.sieve_scripts import MaildirSieveScripts
+from mailsrv.storage.vacation_memory import MaildirVacationMemory
 from mailsrv.tls import ServerTLS, serverTLSFromConfig
 
 log = Logger()
@@ -153,9 +156,17 @@ class MailService(MultiService):
         self.outbound = OutboundService(config, reactor)
         self.outbound.setServiceParent(self)
         spamFilters, spamModifiers = rspamdParts(config, reactor)
+        self.localDelivery = LocalDelivery(
+            self.store,
+            MaildirSieveScripts(self.store, config.sieve.maxScriptSize, deferToThread) if config.sieve.enabled else None,
+            vacations=MaildirVacationMemory(self.store),
+            runBlocking=deferToThread,
+            spoolDir=server.dataDir / "spool",
+            hostname=server.hostname,
+        )
         self.pipeline = Pipeline(
             Router(self.directory),
-            QuotaEnforcingTarget(LocalDelivery(self.store), self.quota),
+            QuotaEnforcingTarget(self.localDelivery, self.quota),
             server.hostname,
             remote=self.outbound.target,
             # Cheap and final checks first: a refusal stops the stage.
@@ -181,6 +192,8 @@ class MailService(MultiService):
             # Last modifier: the signature covers the headers the others add.
             self.pipeline.modifiers.append(signerFor(server.configDir, config.dkim.selector, reactor))
         self.outbound.attachBounceTarget(self.pipeline)
+        # Sieve redirects and vacation replies enter the pipeline too.
+        self.localDelivery.attachOutbound(self.pipeline)
         for policy in config.endpoints:
             self._warnIfInsecure(policy)
             factory = self._factoryFor(policy)

@@ -137,6 +137,13 @@ class SpooledMessage:
                 return
             yield chunk
 
+    def bodyPrefix(self, limit: int) -> bytes:
+        """
+        The first C{limit} octets of the body.
+        """
+        self._spool.seek(self.bodyOffset)
+        return self._spool.read(limit)
+
     def open(self) -> BinaryIO:
         out = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
         for chunk in self.chunks():
