@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.ops.test_commands -*-
 """
 The operator subcommands of C{mailsrv}: C{reload}, C{dns-records},
-C{doctor} and C{import-dms}.
+C{doctor}, C{import-dms} and C{sieve}.
 
 They live here rather than in L{mailsrv.cli} so that the admin command's
 module stays about accounts and aliases; L{mailsrv.cli} only registers them
@@ -19,7 +19,7 @@ EXIT_OK = 0
 EXIT_USER = 1
 EXIT_CONFIG = 2
 
-OPS_GROUPS = frozenset({"reload", "dns-records", "doctor", "import-dms"})
+OPS_GROUPS = frozenset({"reload", "dns-records", "doctor", "import-dms", "sieve"})
 
 
 def addOpsCommands(groups: Any) -> None:
@@ -53,6 +53,9 @@ def addOpsCommands(groups: Any) -> None:
     sub.add_argument("dms_mail", type=Path, help="docker-mailserver's mail directory (docker-data/dms/mail-data)")
     sub.add_argument("--move", action="store_true", help="rename the Maildirs instead of copying them")
     sub.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
+    from mailsrv.ops.sievecheck import addSieveCommands
+
+    addSieveCommands(groups)
 
 
 def runOpsCommand(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -85,6 +88,10 @@ def runOpsCommand(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from mailsrv.ops.dnsrecords import dnsRecordsCommand
 
         return dnsRecordsCommand(config, args, out, err)
+    if args.group == "sieve":
+        from mailsrv.ops.sievecheck import sieveCommand
+
+        return sieveCommand(config, args, out, err)
     from mailsrv.ops.importdms import importCommand
 
     return importCommand(config, args, out, err)

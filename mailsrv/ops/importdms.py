@@ -15,7 +15,12 @@ careful copy, not a conversion:
  - C{MAIL_DIR/<domain>/<user>/} Maildirs: copied (or moved with C{--move})
    to C{data_dir/mail/<domain>/<user>/} with every file, including
    C{dovecot-uidlist}, C{dovecot-uidvalidity} and C{dovecot-keywords}, so
-   UIDs, UIDVALIDITY and keywords stay and clients do not download again.
+   UIDs, UIDVALIDITY and keywords stay and clients do not download again,
+   and C{home/} with the user's Sieve scripts (ManageSieve's C{home/sieve/}
+   and the active C{home/.dovecot.sieve});
+ - C{<user@domain>.dovecot.sieve}: a user's Sieve script kept in the config
+   directory, which docker-mailserver installs as the active script at
+   start; copied to C{home/.dovecot.sieve} unless the Maildir has one.
 
 Nothing that exists is overwritten: an existing Maildir is skipped with a
 warning, a differing DKIM key is kept and reported.  Run it with the
@@ -56,6 +61,7 @@ class ImportReport:
     quotas: int = 0
     dkimKeys: int = 0
     maildirs: int = 0
+    sieveScripts: int = 0
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -157,7 +163,44 @@ def importDMS(config: Config, dmsConfig: Path, dmsMail: Path, *, move: bool = Fa
                     shutil.copytree(userDir, target, symlinks=True, copy_function=shutil.copy2)
                 _chownLike(target, mailRoot)
             report.maildirs += 1
+    report.sieveScripts = _copySieveScripts(dmsConfig, mailRoot, report, dryRun)
     return report
+
+
+#: Suffix of the per-user Sieve scripts in docker-mailserver's config directory.
+SIEVE_SUFFIX = ".dovecot.sieve"
+
+#: Its server-wide scripts (Pigeonhole's sieve_before/sieve_after).
+GLOBAL_SIEVE_SCRIPTS = ("before.dovecot.sieve", "after.dovecot.sieve")
+
+
+def _copySieveScripts(dmsConfig: Path, mailRoot: Path, report: ImportReport, dryRun: bool) -> int:
+    copied = 0
+    for script in sorted(dmsConfig.glob(f"*{SIEVE_SUFFIX}")) if dmsConfig.is_dir() else []:
+        if script.name in GLOBAL_SIEVE_SCRIPTS:
+            report.notes.append(
+                f"{script} is a server-wide Sieve script: not imported (mailsrv runs each user's own script only)"
+            )
+            continue
+        address = script.name[: -len(SIEVE_SUFFIX)].lower()
+        local, at, domain = address.rpartition("@")
+        if not at or not local or not domain or "/" in address or address.startswith("."):
+            report.notes.append(f"{script}: not named <user@domain>{SIEVE_SUFFIX}; not imported")
+            continue
+        destination = mailRoot / domain / local / "home" / ".dovecot.sieve"
+        if os.path.lexists(destination):
+            if not destination.exists() or destination.read_bytes() != script.read_bytes():
+                report.notes.append(f"{destination} exists already: {script} not imported")
+            continue
+        if not dryRun:
+            created = [p for p in (destination.parents[2], destination.parents[1], destination.parent) if not p.exists()]
+            destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            shutil.copyfile(script, destination)
+            os.chmod(destination, 0o600)
+            for path in [*created, destination]:
+                _chownLike(path, mailRoot)
+        copied += 1
+    return copied
 
 
 class _nothing:
@@ -217,7 +260,7 @@ def importCommand(config: Config, args: argparse.Namespace, out: TextIO, err: Te
     verb = "Would import" if args.dry_run else "Imported"
     print(
         f"{verb} {report.accounts} accounts, {report.aliases} alias targets, {report.quotas} quotas, "
-        f"{report.dkimKeys} DKIM keys, {report.maildirs} Maildirs "
+        f"{report.dkimKeys} DKIM keys, {report.maildirs} Maildirs, {report.sieveScripts} Sieve scripts "
         f"into {config.server.configDir} and {config.server.mailDir}",
         file=out,
     )

@@ -145,3 +145,47 @@ def test_dry_run_changes_nothing(dms: Path, target: RunningServer) -> None:
     assert result.returncode == 0, result.stderr
     assert (target.maildir("alice@example.test") / "dovecot-uidlist").exists()
     assert not (dms / "mail-data" / "example.test" / "alice").exists()
+
+
+def test_sieve_scripts_come_along(dms: Path, target: RunningServer) -> None:
+    """
+    Users' Sieve scripts keep working: alice's ManageSieve scripts travel
+    with her Maildir (C{home/sieve/} and the C{.dovecot.sieve} symlink),
+    bob's config-directory script becomes his active script, and the
+    server-wide one is reported, not imported.  Mail then lands where the
+    scripts say.
+    """
+    import smtplib
+
+    config = dms / "config"
+    home = dms / "mail-data" / "example.test" / "alice" / "home"
+    (home / "sieve").mkdir(parents=True)
+    (home / "sieve" / "roundcube.sieve").write_text('require ["fileinto"];\nfileinto "Sent";\n')
+    (home / ".dovecot.sieve").symlink_to("sieve/roundcube.sieve")
+    (config / "bob@example.test.dovecot.sieve").write_text('require ["fileinto", "mailbox"];\nfileinto :create "FromConfig";\n')
+    (config / "before.dovecot.sieve").write_text('require ["fileinto"];\n')
+
+    result = target.mailsrv("import-dms", str(config), str(dms / "mail-data"))
+    assert result.returncode == 0, result.stderr
+    assert "1 Maildirs, 1 Sieve scripts" in result.stdout
+    assert "before.dovecot.sieve is a server-wide Sieve script: not imported" in result.stderr
+    active = target.maildir("alice@example.test") / "home" / ".dovecot.sieve"
+    assert active.is_symlink() and active.read_text().endswith('fileinto "Sent";\n')
+    bobScript = target.maildir("bob@example.test") / "home" / ".dovecot.sieve"
+    assert bobScript.read_bytes() == (config / "bob@example.test.dovecot.sieve").read_bytes()
+    assert bobScript.stat().st_mode & 0o777 == 0o600
+
+    target.start()
+    client = smtplib.SMTP("127.0.0.1", target.ports["smtp"], timeout=10)
+    try:
+        for rcpt in ("alice@example.test", "bob@example.test"):
+            client.sendmail("x@remote.test", [rcpt], f"Subject: for {rcpt}\r\n\r\nhi\r\n".encode())
+    finally:
+        client.quit()
+    aliceSent = target.maildir("alice@example.test") / ".Sent" / "new"
+    assert any(b"Subject: for alice@example.test" in p.read_bytes() for p in aliceSent.iterdir())
+    bobFiled = target.maildir("bob@example.test") / ".FromConfig" / "new"
+    assert any(b"Subject: for bob@example.test" in p.read_bytes() for p in bobFiled.iterdir())
+
+    again = target.mailsrv("import-dms", str(config), str(dms / "mail-data"))
+    assert "0 Sieve scripts" in again.stdout
