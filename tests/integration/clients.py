@@ -9,7 +9,7 @@ import ssl
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from mailsrv.testing.server import RunningServer
 
@@ -27,6 +27,17 @@ def clientContext(
     if maximum is not None:
         ctx.maximum_version = maximum
     return ctx
+
+
+def waitFor(condition: Callable[[], object], timeout: float = 20.0) -> None:
+    """
+    Poll C{condition} until it holds; fail the test after C{timeout} seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
 
 
 def token(prefix: str) -> str:

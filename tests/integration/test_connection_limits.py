@@ -17,7 +17,6 @@ import smtplib
 import socket
 import ssl
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest

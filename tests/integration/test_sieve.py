@@ -13,14 +13,14 @@ import imaplib
 import smtplib
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
 from mailsrv.testing.dns import DNSProcess
 from mailsrv.testing.server import RunningServer
 from mailsrv.testing.smtpsink import SMTPSink
-from tests.integration.clients import clientContext, maildirFiles, token
+from tests.integration.clients import clientContext, maildirFiles, token, waitFor
 from tests.integration.conftest import PASSWORD
 
 ALICE = "alice@example.test"
@@ -67,13 +67,6 @@ if header :matches "subject" "away*" {
 }
 """
 
-
-def waitFor(condition: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

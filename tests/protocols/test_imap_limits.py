@@ -6,7 +6,6 @@ the command line deadline (slow-loris) and the literal data rate.
 
 from __future__ import annotations
 
-from typing import Any, Optional
 
 from twisted.internet.address import IPv4Address
 from twisted.logger import Logger

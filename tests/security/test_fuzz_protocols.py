@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import gc
 import os
-from typing import Any, Callable, Optional
+from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
