@@ -420,6 +420,97 @@ class ISieveScripts(Interface):
         """
 
 
+#: L{mailsrv.errors.MailError} reasons of L{ISieveScriptStore} refusals
+#: that have no L{ErrorKind} of their own (kind C{PERM}).
+SCRIPT_EXISTS = "script-exists"
+SCRIPT_ACTIVE = "script-active"
+
+
+class ISieveScriptStore(Interface):
+    """
+    Each account's Sieve scripts as ManageSieve (RFC 5804) manages them:
+    any number of named scripts, at most one of them active.  The active
+    one is what L{ISieveScripts} runs at delivery.
+
+    Encodings: script names are C{str} as the client sent them (UTF-8 on
+    the wire), checked by the store: RFC 5804 section 1.6 (no control
+    characters, no line or paragraph separator) plus path safety (no
+    C{/}, not C{.} or C{..}, a length limit); the store neither
+    case-folds nor normalises them.  Contents are C{bytes}, the script as
+    the client sent it; the store does not parse them (the protocol checks
+    a script before L{putScript}).
+
+    Every method returns a L{Deferred} and does its disk work off the
+    reactor thread; calls for one account are serialised, so two sessions
+    of one user cannot interleave a rename with an activation.  Failures
+    are L{mailsrv.errors.MailError}s whose message is client-visible:
+
+     - C{SYNTAX}: an invalid name;
+     - C{NOT_FOUND}: no script of that name;
+     - C{PERM} with reason L{SCRIPT_EXISTS}: the new name is taken;
+     - C{PERM} with reason L{SCRIPT_ACTIVE}: the active script cannot be
+       deleted;
+     - C{TOO_MANY}: one script more than C{maxScripts};
+     - C{TOO_BIG}: a script larger than C{maxScriptSize};
+     - C{TEMP}: local trouble (disk, an unexpected file where a script or
+       the active link should be).
+    """
+
+    maxScripts = Attribute("Scripts an account may have, an C{int}; 0 for no limit.")
+    maxScriptSize = Attribute("Largest script in octets, an C{int}.")
+
+    def listScripts(account: str) -> "Deferred[Sequence[tuple[str, bool]]]":
+        """
+        The account's scripts as C{(name, active)} pairs, sorted by name;
+        at most one is active.  An account without scripts (or without a
+        directory yet) has none.
+        """
+
+    def getScript(account: str, name: str) -> "Deferred[bytes]":
+        """
+        The content of a script.
+        """
+
+    def checkSpace(account: str, name: str, size: int) -> "Deferred[None]":
+        """
+        Whether L{putScript} of C{size} octets under C{name} would fit the
+        limits (RFC 5804 HAVESPACE); fails as L{putScript} would.
+        Advisory: another session may use the room meanwhile.
+        """
+
+    def putScript(account: str, name: str, content: bytes) -> "Deferred[None]":
+        """
+        Store a script, replacing one of the same name (also the active
+        one, which then stays active with the new content).  Atomic (a
+        reader sees the old or the new content, never a mix) and durable:
+        the content and the directory entry are fsync'd before the
+        Deferred fires.
+        """
+
+    def deleteScript(account: str, name: str) -> "Deferred[None]":
+        """
+        Remove a script, durably.  The active script is refused
+        (C{PERM}, L{SCRIPT_ACTIVE}).
+        """
+
+    def renameScript(account: str, old: str, new: str) -> "Deferred[None]":
+        """
+        Rename a script; if it is the active one it stays active under the
+        new name, with no instant at which no script is active.
+        """
+
+    def setActive(account: str, name: str) -> "Deferred[Optional[str]]":
+        """
+        Make C{name} the active script, or with C{""} leave none active.
+        Activation is atomic.
+
+        @return: (in the Deferred) the name under which an active script
+            that was not one of the account's scripts (a file put in place
+            by other means) was kept, so that nothing is lost; L{None}
+            when there was none.
+        """
+
+
 class IQuota(Interface):
     """
     Storage quotas per account (Dovecot's C{dovecot-quotas.cf} in the file
