@@ -38,6 +38,7 @@ class Protocol(enum.Enum):
     POP3 = "pop3"
     IMAP = "imap"
     HTTP = "http"  # MTA-STS policy, client autoconfig, metrics (mailsrv.http)
+    MANAGESIEVE = "managesieve"  # Sieve script management, RFC 5804 (port 4190)
 
 
 @dataclasses.dataclass(frozen=True)

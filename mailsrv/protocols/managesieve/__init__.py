@@ -1,0 +1,1 @@
+"""ManageSieve server (RFC 5804)."""
