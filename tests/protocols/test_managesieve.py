@@ -35,6 +35,7 @@ from mailsrv.interfaces import IAuthenticatedUser
 from mailsrv.policy.endpoint import EndpointPolicy, Protocol, TLSMode
 from mailsrv.policy.limits import ConnectionLimiter, UserAddressLimiter
 from mailsrv.protocols.managesieve.responses import quoted
+from mailsrv.sieve import SUPPORTED_EXTENSIONS
 from mailsrv.protocols.managesieve.server import (
     ManageSieveFactory,
     ManageSieveLimits,
@@ -192,12 +193,12 @@ class ManageSieveTestMixin:
             policy or self.policy,
             self.portal,
             kw.pop("scripts", self.store),
-            checkScript,
-            EXTENSIONS,
             kw.pop("tls", self.tls),
             HOSTNAME,
             clock=self.clock,
             limits=kw.pop("limits", self.limits),
+            checkScript=kw.pop("checkScript", checkScript),
+            extensions=kw.pop("extensions", EXTENSIONS),
             **kw,
         )
 
@@ -1134,3 +1135,83 @@ class TimeoutTests(ManageSieveTestMixin, unittest.SynchronousTestCase):
         self.put(protocol, transport, "a")
         self.clock.advance(599)
         self.assertFalse(transport.disconnecting)
+
+
+# ------------------------------------------------------- the Sieve parser
+
+
+class SieveParserTests(ManageSieveTestMixin, unittest.SynchronousTestCase):
+    """
+    The factory's default checker and capability come from
+    L{mailsrv.sieve}.
+    """
+
+    def factory(self, policy: Optional[EndpointPolicy] = None, **kw: Any) -> ManageSieveFactory:
+        return ManageSieveFactory(
+            policy or self.policy,
+            self.portal,
+            kw.pop("scripts", self.store),
+            kw.pop("tls", self.tls),
+            HOSTNAME,
+            clock=self.clock,
+            **kw,
+        )
+
+    def test_sieveCapability(self) -> None:
+        """
+        The SIEVE capability lists the parser's extensions, sorted.
+        """
+        protocol, transport = self.connect()
+        out = self.send(protocol, transport, b"CAPABILITY\r\n")
+        self.assertIn(b'"SIEVE" "' + " ".join(sorted(SUPPORTED_EXTENSIONS)).encode() + b'"\r\n', out)
+
+    def test_putscriptValidates(self) -> None:
+        """
+        PUTSCRIPT stores what parseScript accepts and answers its error
+        (with the line) for what it does not.
+        """
+        protocol, transport = self.loggedIn()
+        self.assertEqual(self.put(protocol, transport, "good"), b'OK "Putscript completed."\r\n')
+        self.assertEqual(
+            self.put(protocol, transport, "bad", b'require "fileinto";\r\nfrob;\r\n'),
+            b"NO \"line 2: unknown command 'frob'\"\r\n",
+        )
+        self.assertEqual(
+            self.put(protocol, transport, "ext", b'require "nope";\r\n'),
+            b'NO "line 1: unsupported extension \\"nope\\""\r\n',
+        )
+        self.assertEqual(
+            self.send(protocol, transport, b'LISTSCRIPTS\r\n'), b'"good"\r\nOK "Listscripts completed."\r\n'
+        )
+
+    def test_checkscriptValidates(self) -> None:
+        """
+        CHECKSCRIPT answers parseScript's verdict, also for scripts that
+        are not UTF-8.
+        """
+        protocol, transport = self.loggedIn()
+        self.assertEqual(
+            self.send(protocol, transport, b"CHECKSCRIPT " + literal(SCRIPT) + b"\r\n"), b'OK "Script is valid."\r\n'
+        )
+        self.assertEqual(
+            self.send(protocol, transport, b"CHECKSCRIPT " + literal(b"keep;\r\n\xff\r\n") + b"\r\n"),
+            b'NO "line 2: script is not valid UTF-8"\r\n',
+        )
+
+    def test_largeScriptCheckedInThread(self) -> None:
+        """
+        Scripts over inlineCheckSize are checked with runInThread.
+        """
+        ran: list[int] = []
+
+        def runner(f: Any, *args: Any) -> "defer.Deferred[Any]":
+            ran.append(len(args[0]))
+            return defer.maybeDeferred(f, *args)
+
+        self.store.maxScriptSize = 10_000
+        protocol, transport = self.loggedIn(limits=ManageSieveLimits(inlineCheckSize=100), runInThread=runner)
+        self.assertEqual(self.put(protocol, transport, "small", b"keep;\r\n"), b'OK "Putscript completed."\r\n')
+        big = b"# comment\r\n" * 100 + b"keep;\r\n"
+        self.assertEqual(self.put(protocol, transport, "big", big), b'OK "Putscript completed."\r\n')
+        self.assertEqual(ran, [len(big)])
+

@@ -33,6 +33,7 @@ from mailsrv.protocols.managesieve.responses import (
     quoted,
     response,
 )
+from mailsrv.sieve import SUPPORTED_EXTENSIONS, SieveError, parseScript
 
 if TYPE_CHECKING:
     from mailsrv.protocols.managesieve.server import ManageSieveLimits
@@ -53,6 +54,24 @@ class ScriptCheck:
 
 
 ScriptChecker = Callable[[bytes], ScriptCheck]
+
+#: The SIEVE capability: every extension the Sieve package implements,
+#: sorted (RFC 5804 section 1.7 lists them space-separated).
+SIEVE_EXTENSIONS: tuple[str, ...] = tuple(sorted(SUPPORTED_EXTENSIONS))
+
+
+def checkSieve(content: bytes) -> ScriptCheck:
+    """
+    The L{ScriptChecker} of the server: L{mailsrv.sieve.parseScript}, whose
+    error (C{line N: message}) the client sees.  The size was checked
+    against the store's limit before, so the parser's own limit is not
+    applied a second time.
+    """
+    try:
+        parseScript(content, maxSize=max(len(content), 1))
+    except SieveError as e:
+        return ScriptCheck(error=str(e))
+    return ScriptCheck()
 
 
 class ScriptCommands:

@@ -86,7 +86,14 @@ from mailsrv.protocols.managesieve.responses import (
     quoted,
     response,
 )
-from mailsrv.protocols.managesieve.scripts import Runner, ScriptCheck, ScriptChecker, ScriptCommands
+from mailsrv.protocols.managesieve.scripts import (
+    SIEVE_EXTENSIONS,
+    Runner,
+    ScriptCheck,
+    ScriptChecker,
+    ScriptCommands,
+    checkSieve,
+)
 from mailsrv.tls import negotiatedTLS
 
 __all__ = ["ManageSieveFactory", "ManageSieveLimits", "ManageSieveServer", "ScriptCheck", "ScriptChecker"]
@@ -752,8 +759,6 @@ class ManageSieveFactory(ServerFactory):
     @param policy: the endpoint's policy (TLS mode, whether login is offered).
     @param portal: the one portal; logins ask it for L{IAuthenticatedUser}.
     @param scripts: where the accounts' scripts are.
-    @param checkScript: the Sieve parser's verdict on a script.
-    @param extensions: the Sieve extensions supported (the SIEVE capability).
     @param tls: the shared server TLS creator, for STARTTLS; L{None} means
         STARTTLS is never offered.  Implicit TLS is done by the caller
         wrapping this factory in a C{TLSMemoryBIOFactory}.
@@ -764,6 +769,8 @@ class ManageSieveFactory(ServerFactory):
         address; L{None} for no cap.
     @param runInThread: runs the check of large scripts off the reactor
         thread; L{None} checks every script inline.
+    @param checkScript: the verdict on a script (L{mailsrv.sieve}'s parser).
+    @param extensions: the Sieve extensions of the SIEVE capability.
     """
 
     noisy = False
@@ -775,8 +782,6 @@ class ManageSieveFactory(ServerFactory):
         policy: EndpointPolicy,
         portal: Portal,
         scripts: ISieveScriptStore,
-        checkScript: ScriptChecker,
-        extensions: Sequence[str],
         tls: Optional[IOpenSSLServerConnectionCreator],
         hostname: str,
         clock: Optional[IReactorTime] = None,
@@ -784,6 +789,8 @@ class ManageSieveFactory(ServerFactory):
         connections: Optional[ConnectionLimiter] = None,
         userAddresses: Optional[UserAddressLimiter] = None,
         runInThread: Optional[Runner] = None,
+        checkScript: ScriptChecker = checkSieve,
+        extensions: Sequence[str] = SIEVE_EXTENSIONS,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
