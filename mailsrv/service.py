@@ -53,12 +53,14 @@ from mailsrv.policy.proxy import ProxyProtocolFactory, parseNetworks
 from mailsrv.ops.reload import ReloadService, Reloader, pidfilePath
 from mailsrv.protocols.imap.account import accountFactory
 from mailsrv.protocols.imap.server import IMAPFactory
+from mailsrv.protocols.managesieve.server import ManageSieveFactory, ManageSieveLimits
 from mailsrv.protocols.pop3.server import IPOP3Maildrop, POP3Factory, POP3Limits, maildropFactory
 from mailsrv.protocols.smtp.server import SMTPFactory
 from mailsrv.storage.committers import ProcessCommitter
 from mailsrv.storage.maildir import MaildirStore
 from mailsrv.storage.quota import FileQuota, maildirUsage
 from mailsrv.storage.sieve_scripts import MaildirSieveScripts
+from mailsrv.storage.sieve_store import MaildirSieveStore
 from mailsrv.storage.vacation_memory import MaildirVacationMemory
 from mailsrv.tls import ServerTLS, serverTLSFromConfig
 
@@ -152,6 +154,17 @@ class MailService(MultiService):
         )
         self.imapUserAddresses = UserAddressLimiter(limits.maxConnectionsPerUserIP)
         self.pop3UserAddresses = UserAddressLimiter(limits.maxConnectionsPerUserIP)
+        # ManageSieve: the scripts delivery runs, in the accounts' Maildir
+        # directories (one size limit for both), and counts of their own
+        # (no I/O until an endpoint is used).
+        managesieve = config.managesieve
+        self.manageSieveScripts = MaildirSieveStore(
+            server.mailDir, managesieve.maxScripts, config.sieve.maxScriptSize, reactor=reactor
+        )
+        self.manageSieveConnections = ConnectionLimiter(
+            managesieve.maxConnections, managesieve.maxConnectionsPerIP, limits.connectionLimitExceptions
+        )
+        self.manageSieveUserAddresses = UserAddressLimiter(limits.maxConnectionsPerUserIP)
         submission = config.submission
         self.outbound = OutboundService(config, reactor)
         self.outbound.setServiceParent(self)
@@ -255,6 +268,8 @@ class MailService(MultiService):
                 connections=self.pop3Connections,
                 userAddresses=self.pop3UserAddresses,
             )
+        if policy.protocol is Protocol.MANAGESIEVE:
+            return self._manageSieveFactory(policy, tls)
         return IMAPFactory(
             policy,
             self.portal,
@@ -271,6 +286,31 @@ class MailService(MultiService):
             ),
             connections=self.imapConnections,
             userAddresses=self.imapUserAddresses,
+        )
+
+    def _manageSieveFactory(self, policy: EndpointPolicy, tls: Optional[ServerTLS]) -> ServerFactory:
+        from twisted.internet import threads
+
+        limits = self.config.limits
+        return ManageSieveFactory(
+            policy,
+            self.portal,
+            self.manageSieveScripts,
+            tls,
+            self.config.server.hostname,
+            clock=self.reactor,
+            limits=ManageSieveLimits(
+                loginTimeout=limits.loginTimeout,
+                idleTimeout=self.config.managesieve.idleTimeout,
+                commandTimeout=limits.commandTimeout,
+                dataTimeout=limits.dataTimeout,
+                minDataRate=limits.minDataRate,
+            ),
+            connections=self.manageSieveConnections,
+            userAddresses=self.manageSieveUserAddresses,
+            runInThread=lambda f, *args: threads.deferToThreadPool(
+                self.reactor, self.reactor.getThreadPool(), f, *args
+            ),
         )
 
     def _warnIfInsecure(self, policy: EndpointPolicy) -> None:

@@ -36,6 +36,7 @@ from mailsrv.config.schema import (
     DNSConfig,
     HTTPConfig,
     LimitsConfig,
+    ManageSieveConfig,
     MTASTSConfig,
     QueueConfig,
     RelayConfig,
@@ -133,6 +134,15 @@ _STANDARD_PORTS: dict[tuple[Protocol, bool], int] = {
     (Protocol.POP3, True): 995,
     (Protocol.HTTP, False): 80,
     (Protocol.HTTP, True): 443,
+    # RFC 5804 registers 4190 only; implicit TLS has no port of its own.
+    (Protocol.MANAGESIEVE, False): 4190,
+    (Protocol.MANAGESIEVE, True): 4190,
+}
+
+# Where an endpoint of a protocol without a standard endpoint listens when
+# its table gives no `listen`.
+_DEFAULT_LISTEN: dict[Protocol, tuple[str, ...]] = {
+    Protocol.MANAGESIEVE: ("0.0.0.0:4190",),
 }
 
 
@@ -316,7 +326,7 @@ def _endpoint(name: str, t: _Table) -> EndpointPolicy:
     protocol = t.take("protocol", str, base.protocol if base else None, _enum(Protocol))
     if protocol is None:
         raise t.error("protocol", "required for an endpoint that is not one of the standard seven")
-    listen = t.take("listen", list, base.listen if base else None, _listen)
+    listen = t.take("listen", list, base.listen if base else _DEFAULT_LISTEN.get(protocol), _listen)
     if listen is None:
         raise t.error("listen", "required for an endpoint that is not one of the standard seven")
     defaultTLS = base.tls if base else (
@@ -683,6 +693,18 @@ def _rateLimit(t: _Table) -> RateLimitConfig:
     return rateLimit
 
 
+def _managesieve(t: _Table) -> ManageSieveConfig:
+    d = ManageSieveConfig()
+    managesieve = ManageSieveConfig(
+        maxScripts=t.take("max_scripts", int, d.maxScripts, _nonNegative),
+        maxConnections=t.take("max_connections", int, d.maxConnections, _positive),
+        maxConnectionsPerIP=t.take("max_connections_per_ip", int, d.maxConnectionsPerIP, _positive),
+        idleTimeout=float(t.take("idle_timeout", (int, float), d.idleTimeout, _positive)),
+    )
+    t.finish()
+    return managesieve
+
+
 # The filters' sections (mailsrv.filters): TOML name -> (Config field, parser).
 _FILTER_SECTIONS: dict[str, tuple[str, Callable[[_Table], Any]]] = {
     "dnsbl": ("dnsbl", _dnsbl),
@@ -697,6 +719,12 @@ _FILTER_SECTIONS: dict[str, tuple[str, Callable[[_Table], Any]]] = {
 _OPS_SECTIONS: dict[str, tuple[str, Callable[[_Table], Any]]] = {
     "http": ("http", _http),
     "mta_sts": ("mtaSts", _mtaSts),
+}
+
+
+# Sections of protocols without a table of their own elsewhere.
+_PROTOCOL_SECTIONS: dict[str, tuple[str, Callable[[_Table], Any]]] = {
+    "managesieve": ("managesieve", _managesieve),
 }
 
 
@@ -719,12 +747,12 @@ def parseConfig(data: dict[str, Any], source: str) -> Config:
     if not isinstance(data, dict):
         return _parseCore(data, source)
     rest = dict(data)
-    top = _Table(
-        source, "", {k: rest.pop(k) for k in (*_OUTBOUND_SECTIONS, *_OPS_SECTIONS, *_FILTER_SECTIONS) if k in rest}
-    )
+    named = (*_OUTBOUND_SECTIONS, *_OPS_SECTIONS, *_FILTER_SECTIONS, *_PROTOCOL_SECTIONS)
+    top = _Table(source, "", {k: rest.pop(k) for k in named if k in rest})
     sections = {name: parse(top.table(name)) for name, parse in _OUTBOUND_SECTIONS.items()}
     sections.update({field: parse(top.table(name)) for name, (field, parse) in _OPS_SECTIONS.items()})
     sections.update({field: parse(top.table(name)) for name, (field, parse) in _FILTER_SECTIONS.items()})
+    sections.update({field: parse(top.table(name)) for name, (field, parse) in _PROTOCOL_SECTIONS.items()})
     return dataclasses.replace(_parseCore(rest, source), **sections)
 
 

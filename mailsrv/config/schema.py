@@ -409,6 +409,28 @@ class RateLimitConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ManageSieveConfig:
+    """
+    ManageSieve endpoints (C{protocol = "managesieve"}, RFC 5804), where
+    users manage their Sieve scripts; see
+    L{mailsrv.protocols.managesieve}.  The login, command and literal
+    timers and C{max_connections_per_user_ip} come from C{[limits]}.
+
+    @ivar maxScripts: scripts one account may have (Pigeonhole's
+        C{sieve_quota_max_scripts}); 0 for no limit.  The largest script
+        is C{[sieve] max_script_size}, the one delivery runs.
+    @ivar maxConnections: connections of all ManageSieve endpoints together.
+    @ivar maxConnectionsPerIP: of them, from one client address.
+    @ivar idleTimeout: seconds of silence allowed after login.
+    """
+
+    maxScripts: int = 20
+    maxConnections: int = 100
+    maxConnectionsPerIP: int = 10
+    idleTimeout: float = 600.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     source: str  # the file read, or "<defaults>"
     server: ServerConfig
@@ -431,6 +453,7 @@ class Config:
     clamav: ClamAVConfig = dataclasses.field(default_factory=ClamAVConfig)
     rspamd: RspamdConfig = dataclasses.field(default_factory=RspamdConfig)
     rateLimit: RateLimitConfig = dataclasses.field(default_factory=RateLimitConfig)
+    managesieve: ManageSieveConfig = dataclasses.field(default_factory=ManageSieveConfig)
 
     def endpoint(self, name: str) -> EndpointPolicy:
         for e in self.endpoints:

@@ -186,6 +186,13 @@ def _readReply(sock: Any, protocol: Protocol) -> bytes:
         if data.endswith(b"\n") and protocol in (Protocol.SMTP, Protocol.SUBMISSION):
             if data.splitlines()[-1][3:4] != b"-":
                 break
+    if protocol is Protocol.MANAGESIEVE:
+        # The greeting is the capability list up to an OK (or NO/BYE) line.
+        while not data.endswith(b"\n") or not data.splitlines()[-1].startswith((b"OK", b"NO", b"BYE")):
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"closed by the server after {data[:80]!r}")
+            data += chunk
     return data
 
 
@@ -194,6 +201,7 @@ _GREETING = {
     Protocol.SUBMISSION: b"220",
     Protocol.IMAP: b"* OK",
     Protocol.POP3: b"+OK",
+    Protocol.MANAGESIEVE: b'"',  # a capability line
 }
 
 
@@ -252,6 +260,8 @@ def probeEndpoint(policy: EndpointPolicy, spec: str, timeout: float) -> Check:
                 command, expected = b"STARTTLS\r\n", b"220"
             elif policy.protocol is Protocol.IMAP:
                 command, expected = b"a STARTTLS\r\n", b"a OK"
+            elif policy.protocol is Protocol.MANAGESIEVE:
+                command, expected = b"STARTTLS\r\n", b"OK"
             else:
                 command, expected = b"STLS\r\n", b"+OK"
             sock.sendall(command)

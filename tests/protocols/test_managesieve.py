@@ -32,6 +32,7 @@ from mailsrv.auth.realm import MailRealm
 from mailsrv.envelope import Session
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import IAuthenticatedUser
+from mailsrv.metrics import Metrics
 from mailsrv.policy.endpoint import EndpointPolicy, Protocol, TLSMode
 from mailsrv.policy.limits import ConnectionLimiter, UserAddressLimiter
 from mailsrv.protocols.managesieve.responses import quoted
@@ -1215,3 +1216,22 @@ class SieveParserTests(ManageSieveTestMixin, unittest.SynchronousTestCase):
         self.assertEqual(self.put(protocol, transport, "big", big), b'OK "Putscript completed."\r\n')
         self.assertEqual(ran, [len(big)])
 
+
+class MetricsTests(ManageSieveTestMixin, unittest.SynchronousTestCase):
+    def test_connectionsAndLoginsCounted(self) -> None:
+        """
+        The log lines of connections and logins feed /metrics, under the
+        protocol label "managesieve"; the close line is not a connection.
+        """
+        protocol, transport = self.connect(SIEVE_TLS, implicitTLS=True)
+        self.send(protocol, transport, b'AUTHENTICATE "PLAIN" "' + plain(ALICE, "wrong") + b'"\r\n')
+        self.clock.advance(1.0)
+        self.send(protocol, transport, b'AUTHENTICATE "PLAIN" "' + plain(ALICE, "secret") + b'"\r\n')
+        protocol.connectionLost(None)  # type: ignore[arg-type]
+        metrics = Metrics()
+        for event in self.events:
+            metrics.observe(event)
+        text = metrics.render().decode()
+        self.assertIn('mailsrv_connections_total{endpoint="sieves",protocol="managesieve"} 1.0', text)
+        self.assertIn('mailsrv_auth_attempts_total{outcome="failure",protocol="managesieve"} 1.0', text)
+        self.assertIn('mailsrv_auth_attempts_total{outcome="success",protocol="managesieve"} 1.0', text)
