@@ -124,7 +124,7 @@ class ManageSieveLimits:
     @ivar maxPipelined: buffered input above which reading pauses while a
         command is still being handled.
     @ivar maxRedirects: the MAXREDIRECTS capability: redirects one script
-        may do per message.
+        may do per message (the default of L{mailsrv.sieve.evaluate}).
     @ivar inlineCheckSize: scripts up to this size are checked on the
         reactor thread; larger ones in a thread.
     """
@@ -179,6 +179,7 @@ _COMMANDS: dict[State, frozenset[str]] = {
 
 # The script is the last argument of these (the literal that may be large).
 _SCRIPT_POSITION = {"PUTSCRIPT": 2, "CHECKSCRIPT": 1}
+
 
 @implementer(IHandshakeListener, IPushProducer)
 class ManageSieveServer(ScriptCommands, Protocol):
@@ -293,8 +294,8 @@ class ManageSieveServer(ScriptCommands, Protocol):
         self._slots.release()
         if self._waiting is not None:
             self._waiting.cancel()
-        self._endLogin()
         self._info("ManageSieve connection from {peer} on {endpoint} closed")
+        self._endLogin()
 
     def _endLogin(self) -> None:
         logout, self._logout = self._logout, lambda: None
