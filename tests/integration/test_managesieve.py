@@ -5,7 +5,8 @@ sieve-connect (Debian package sieve-connect) driven non-interactively.
 
 The full loop: a script uploaded and activated over ManageSieve is
 home/sieve/<name>.sieve in the account's Maildir directory, and
-home/.dovecot.sieve links to it, which is where delivery reads it.
+home/.dovecot.sieve links to it, which is where delivery reads it: mail
+received on the MX port is then filed by it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import base64
 import os
 import re
 import shutil
+import smtplib
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -24,12 +25,13 @@ import pytest
 from mailsrv.config.load import loadConfig
 from mailsrv.ops.doctor import Status, probeEndpoint
 from mailsrv.testing.server import RunningServer, freePorts
-from tests.integration.clients import Line
+from tests.integration.clients import Line, token, waitFor
 from tests.integration.conftest import PASSWORD
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
 CAROL = "carol@example.test"
+DAVE = "dave@example.test"
 SCRIPT = b'require ["fileinto"];\r\nif header :contains "subject" "[list]" {\r\n  fileinto "Lists";\r\n}\r\n'
 
 
@@ -38,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     starttls, implicit = freePorts(2)
     srv = RunningServer(
         tmp_path_factory.mktemp("managesieve"),
-        endpoints=("imaps",),
+        endpoints=("smtp",),
         extraConfig=(
             "[managesieve]\nmax_scripts = 5\n\n[sieve]\nmax_script_size = 4096\n\n"
             f'[endpoints.managesieve]\nprotocol = "managesieve"\nlisten = ["127.0.0.1:{starttls}"]\n'
@@ -49,7 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     )
     srv.ports["managesieve"] = starttls
     srv.ports["sieves"] = implicit
-    for account in (ALICE, BOB, CAROL):
+    for account in (ALICE, BOB, CAROL, DAVE):
         srv.addUser(account, PASSWORD)
     srv.start()
     try:
@@ -112,13 +114,6 @@ def home(server: RunningServer, account: str) -> Path:
     return server.maildir(account) / "home"
 
 
-def waitForLog(server: RunningServer, text: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in server.log():
-        assert time.monotonic() < deadline, f"{text!r} not logged:\n{server.log()[-3000:]}"
-        time.sleep(0.05)
-
-
 def test_fullLoopOverSTARTTLS(server: RunningServer) -> None:
     """
     Before STARTTLS the SASL capability is empty and AUTHENTICATE is
@@ -157,8 +152,45 @@ def test_fullLoopOverSTARTTLS(server: RunningServer) -> None:
     assert client.command(b'DELETESCRIPT "lists"') == [b'NO (ACTIVE) "Cannot delete the active script."']
     assert client.command(b"LOGOUT") == [b'OK "Logout completed."']
     client.close()
-    waitForLog(server, "Sieve script lists activated for alice@example.test")
+    waitFor(lambda: "Sieve script lists activated for alice@example.test" in server.log())
     assert "Sieve script lists stored for alice@example.test, %d octets" % len(SCRIPT) in server.log()
+
+
+def test_deliveryRunsTheUploadedScript(server: RunningServer) -> None:
+    """
+    A script uploaded and activated over ManageSieve files the next
+    message received on the MX port.
+    """
+    client = Sieve(server.ports["sieves"], tls=True)
+    assert client.authenticate(DAVE) == [b'OK "Logged in."']
+    script = (
+        b'require ["fileinto", "mailbox"];\r\n'
+        b'if header :contains "subject" "[list]" {\r\n  fileinto :create "Lists";\r\n}\r\n'
+    )
+    assert client.command(b'PUTSCRIPT "lists" ' + literal(script)) == [b'OK "Putscript completed."']
+    assert client.command(b'SETACTIVE "lists"') == [b'OK "Script activated."']
+    client.close()
+    subject = "[list] " + token("managesieve")
+    smtp = smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10)
+    try:
+        smtp.sendmail(
+            "someone@remote.test",
+            [DAVE],
+            f"From: <someone@remote.test>\r\nTo: <{DAVE}>\r\nSubject: {subject}\r\n\r\nHello.\r\n".encode(),
+        )
+    finally:
+        smtp.quit()
+    folder = server.maildir(DAVE) / ".Lists"
+
+    def filed() -> bool:
+        return any(
+            subject.encode() in p.read_bytes() for sub in ("new", "cur") if (folder / sub).is_dir()
+            for p in (folder / sub).iterdir()
+        )
+
+    waitFor(filed)
+    inbox = [p for sub in ("new", "cur") for p in (server.maildir(DAVE) / sub).glob("*")]
+    assert not any(subject.encode() in p.read_bytes() for p in inbox)
 
 
 def test_pipelinedPlaintextDiscarded(server: RunningServer) -> None:
