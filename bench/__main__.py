@@ -35,11 +35,12 @@ WORKLOADS = {
     "idle": ("bench.idle", "run"),
     "bigmsg": ("bench.bigmsg", "run"),
     "queue": ("bench.queue", "run"),
+    "sieve": ("bench.sieve_ingest", "run"),
 }
 
-#: Workloads that run against mailsrv only (they start their own mailsrv
-#: with loopback fixtures).
-MAILSRV_ONLY = {"queue"}
+#: Workloads that run against mailsrv only (the queue starts its own mailsrv
+#: with loopback fixtures; the reference stack has no Sieve configured).
+MAILSRV_ONLY = {"queue", "sieve"}
 
 #: Workloads that start mailsrv processes of their own and so take
 #: C{passwordScheme} too.

@@ -46,6 +46,26 @@ def test_quickSMTPRun(tmp_path: Path) -> None:
     assert "C=50 accepted" in result.stdout
 
 
+def test_quickSieveRun(tmp_path: Path) -> None:
+    """
+    C{--only sieve}: ingest with a Sieve script, mailsrv only; every message
+    is counted in the INBOX, so the script ran and kept them.
+    """
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--no-peers", "--only", "sieve", "--json", str(out),
+         "--run-dir", str(tmp_path / "run")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figure = json.loads(out.read_text())["results"]["sieve"]["C=10 into Maildir, with a Sieve script"]
+    assert figure["mailsrv"]["median"] > 0 and figure["reference"] is None
+    assert "Sieve script" in (tmp_path / "run" / "mailsrv.log").read_text()
+
+
 def test_quickIdleRun(tmp_path: Path) -> None:
     """
     C{--only idle}: the idle-connection figures for both sizes of the quick

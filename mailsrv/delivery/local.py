@@ -242,12 +242,15 @@ class _LocalDelivery:
             headerBlock=headerBlock,
             context=logContext,
         )
-        self._target.log.info(
-            "Sieve for {account}: {summary}",
-            account=account,
-            summary=_summary(outcome),
-            **logContext,
-        )
+        if outcome != AccountOutcome([Placement(account, self._defaultFolder)]):
+            # Only what differs from a plain delivery: one more line per
+            # message would cost a busy server more than the script does.
+            self._target.log.info(
+                "Sieve for {account}: {summary}",
+                account=account,
+                summary=_summary(outcome),
+                **logContext,
+            )
         return outcome
 
     async def _place(self, writer: IMessageWriter, placements: list[Placement]) -> None:

@@ -39,7 +39,7 @@ from mailsrv.interfaces import (
     IModifier,
     ISenderPolicy,
 )
-from mailsrv.pipeline.content import SpooledMessage, encodeField, fieldName, splitFields
+from mailsrv.pipeline.content import SpooledMessage, encodeField
 from mailsrv.pipeline.received import receivedHeader
 from mailsrv.pipeline.routing import Router
 
@@ -57,7 +57,12 @@ MAX_HOPS = 50
 
 
 def hopCount(headerBlock: bytes) -> int:
-    return sum(1 for field in splitFields(headerBlock) if fieldName(field).lower() == "received")
+    """
+    The C{Received:} fields of a header section (CRLF lines): a field
+    starts a line, a continuation line starts with white space.
+    """
+    lowered = headerBlock.lower()
+    return lowered.count(b"\nreceived:") + lowered.startswith(b"received:")
 
 
 async def runStage(

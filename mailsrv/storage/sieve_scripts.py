@@ -53,12 +53,18 @@ class MaildirSieveScripts:
         self._maxSize = maxSize
         self._runBlocking = runBlocking
         self._compiled: dict[str, tuple[_StatKey, Optional[Script]]] = {}
+        # account -> its script's path: asked at every delivery, and the
+        # account name checks are the costly part (one entry per account).
+        self._paths: dict[str, Path] = {}
 
     def scriptPath(self, account: str) -> Path:
         """
         @raise MailError: C{SYNTAX} for an invalid account.
         """
-        return self._store._account(account)[1] / ACTIVE_SCRIPT
+        path = self._paths.get(account)
+        if path is None:
+            path = self._paths[account] = self._store._account(account)[1] / ACTIVE_SCRIPT
+        return path
 
     def _status(self, account: str) -> Optional[tuple[Path, os.stat_result]]:
         try:
