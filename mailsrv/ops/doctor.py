@@ -562,6 +562,36 @@ def resolverFor(config: Config, reactor: Any) -> Any:
     return client.createResolver()
 
 
+def checkSieveScripts(config: Config) -> list[Check]:
+    """
+    Every account's active Sieve script compiles (one warning per script
+    that does not: its mail is kept in the INBOX).  Blocking.
+    """
+    from mailsrv.ops.sievecheck import activeScripts
+    from mailsrv.sieve import SieveError, parseScript
+
+    if not config.sieve.enabled:
+        return [_ok("sieve", "users' Sieve scripts are not run ([sieve] enabled = false)")]
+    checks = []
+    count = 0
+    for account, path in activeScripts(config.server.mailDir):
+        count += 1
+        try:
+            parseScript(path.read_bytes(), maxSize=config.sieve.maxScriptSize)
+        except (OSError, SieveError) as e:
+            error = e.strerror if isinstance(e, OSError) else str(e)
+            checks.append(
+                _warn(
+                    "sieve",
+                    f"the script of {account} ({path}) cannot be used: {error}",
+                    "fix it (`mailsrv sieve check` compiles it again); until then its mail is kept in the INBOX",
+                )
+            )
+    if not checks:
+        checks.append(_ok("sieve", f"{count} active Sieve scripts, all compile"))
+    return checks
+
+
 async def runChecks(
     reactor: Any,
     configPath: Optional[Path],
@@ -596,6 +626,7 @@ async def runChecks(
     add([_ok("config", f"{config.source} is valid")])
     add(checkCertificate(config))
     pool = reactor.getThreadPool()
+    add(await deferToThreadPool(reactor, pool, checkSieveScripts, config))
     for policy in config.endpoints:
         for spec in policy.listen:
             add([await deferToThreadPool(reactor, pool, probeEndpoint, policy, spec, timeout)])

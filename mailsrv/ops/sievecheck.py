@@ -36,7 +36,10 @@ def addSieveCommands(groups: argparse._SubParsersAction) -> None:  # type: ignor
     sub.add_argument("--to", dest="recipient", default=None, help="envelope recipient as given (default: the account)")
 
 
-def _activeScripts(mailRoot: Path) -> Iterator[tuple[str, Path]]:
+def activeScripts(mailRoot: Path) -> Iterator[tuple[str, Path]]:
+    """
+    (account, path) of every account's active script under the mail root.
+    """
     if not mailRoot.is_dir():
         return
     for domain in sorted(p for p in mailRoot.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -57,7 +60,7 @@ def checkCommand(config: Config, targets: list[str], out: TextIO, err: TextIO) -
     from mailsrv.sieve import SieveError, parseScript
     from mailsrv.storage.sieve_scripts import MAX_SCRIPT_SIZE
 
-    found = [_scriptPath(config, t) for t in targets] if targets else list(_activeScripts(config.server.mailDir))
+    found = [_scriptPath(config, t) for t in targets] if targets else list(activeScripts(config.server.mailDir))
     failed = 0
     for account, path in found:
         label = f"{path} ({account})" if account else str(path)

@@ -146,6 +146,7 @@ def test_good_installation_passes(setup: dict) -> None:
     failures = [l for l in lines if l[0] != "PASS"]
     assert failures == [("WARN", "certificate chain", failures[0][2])], lines
     assert code == 0
+    assert has(lines, "PASS", "sieve", "0 active Sieve scripts, all compile")
     for name in ("config", "certificate", "certificate expiry", "certificate names", "mx", "host address",
                  "reverse dns", "spf", "dkim", "dmarc", "mta-sts", "mta-sts mx", "tls-rpt", "dnsbl", "outbound port 25"):
         assert has(lines, "PASS", name), (name, lines)
@@ -161,6 +162,9 @@ def test_bad_installation_fails_each_check(setup: dict) -> None:
     A wrong zone, wrong keys, unreachable endpoints and a closed port 25
     give the expected FAIL/WARN lines, and exit code 1.
     """
+    home = setup["root"] / "bad" / "data" / "mail" / "bad.test" / "bob" / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / ".dovecot.sieve").write_text('require "fileinto";\nfileinto "x"\n')
     code, lines = doctor(
         setup["bad"], "--ip", "198.51.100.99", "--ip", "198.51.100.20",
         "--dnsbl", "bl.test", "--dnsbl", "refuse.test", "--port25-probe", f"127.0.0.1:{freePort()}",
@@ -169,6 +173,7 @@ def test_bad_installation_fails_each_check(setup: dict) -> None:
     expected = [
         ("PASS", "config", ""),
         ("WARN", "certificate", "no certificate yet"),
+        ("WARN", "sieve", "the script of bob@bad.test"),
         ("FAIL", "endpoint smtp", "Connection refused"),
         ("FAIL", "endpoint imaps", ""),
         ("FAIL", "mx", "not mail.bad.test"),
