@@ -175,6 +175,11 @@ def zoneLines(
             line(f"{service}.{domain}", "SRV", "0 0 0 .")
         else:
             line(f"{service}.{domain}", "SRV", f"{priority} 1 {port} {host}.")
+    # RFC 5804 section 1.8, only when a ManageSieve endpoint is set up
+    # (it is not one of the defaults): clients find the port through it.
+    sievePort = _port(config, Protocol.MANAGESIEVE, False)
+    if sievePort is not None:
+        line(f"_sieve._tcp.{domain}", "SRV", f"0 1 {sievePort} {host}.")
     if any(p.protocol is Protocol.HTTP for p in config.endpoints):
         line(f"autoconfig.{domain}", "CNAME", f"{host}.")
     return out

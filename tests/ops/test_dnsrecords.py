@@ -139,3 +139,20 @@ def test_bad_arguments(tmp_path: Path, dkimDir: Path) -> None:
     (dkimDir / "mail.private").write_text("garbage")
     code, _, err = run("--config", config, "dns-records", "example.test")
     assert code == 2 and "mail.private" in err
+
+
+def test_sieve_srv_only_with_a_managesieve_endpoint(tmp_path: Path) -> None:
+    """
+    C{_sieve._tcp} (RFC 5804) is published only when a ManageSieve endpoint
+    is configured, with its port.
+    """
+    code, zone, err = run("--config", str(writeConfig(tmp_path)), "dns-records", "example.test", "--ip", "192.0.2.10")
+    assert code == 0, err
+    assert "_sieve._tcp" not in zone
+    extra = '[endpoints.managesieve]\nprotocol = "managesieve"\nlisten = ["0.0.0.0:4190"]\ntls = "starttls-required"\n'
+    other = tmp_path / "other"
+    other.mkdir()
+    code, zone, err = run("--config", str(writeConfig(other, extra)), "dns-records", "example.test", "--ip", "192.0.2.10")
+    assert code == 0, err
+    [line] = [l for l in zone.splitlines() if l.startswith("_sieve._tcp.example.test.")]
+    assert line.split()[-4:] == ["0", "1", "4190", "mail.example.test."]
