@@ -247,6 +247,29 @@ class SieveDeliveryTests(SynchronousTestCase):
         self.assertEqual((sender, recipients), ("orig@remote.test", ["friend@elsewhere.example"]))
         self.assertIn(b"X-Sieve-Redirected-From: alice@example.test\r\n", data)
 
+    def test_redirect_keeps_message_parameters(self) -> None:
+        """
+        An 8-bit or SMTPUTF8 message stays declared as such on its way on.
+        """
+        self.scripts.set(ALICE, 'redirect "friend@elsewhere.example";\n')
+        seen: list[Envelope] = []
+        start = self.remote.startDelivery
+
+        def recording(session: Session, envelope: Envelope) -> IDelivery:
+            seen.append(envelope)
+            return start(session, envelope)
+
+        self.remote.startDelivery = recording  # type: ignore[method-assign]
+        session = Session(MX, "192.0.2.1", heloName="client.test", esmtp=True)
+        envelope = Envelope(mailFrom=Address.fromString("s@remote.test"), mailParams={"BODY": "8BITMIME", "SIZE": "30"})
+        delivery = self.pipeline.startDelivery(session, envelope)
+        self.successResultOf(delivery.checkSender())
+        self.successResultOf(delivery.addRecipient(Address.fromString(ALICE)))
+        delivery.write("Subject: caf\u00e9\r\n\r\nbody\r\n".encode())
+        self.successResultOf(delivery.commit())
+        [forwarded] = seen
+        self.assertEqual(forwarded.mailParams, {"BODY": "8BITMIME"})
+
     def test_redirect_loop_stops(self) -> None:
         """
         alice redirects to bob and bob back to alice: the copy that comes

@@ -283,7 +283,12 @@ class _LocalDelivery:
                 **logContext,
             )
             return False
-        envelope = Envelope(mailFrom=self._envelope.mailFrom)
+        # BODY=8BITMIME and SMTPUTF8 describe the message, which goes on
+        # unchanged: the next hop must be told too.
+        envelope = Envelope(
+            mailFrom=self._envelope.mailFrom,
+            mailParams={k: v for k, v in self._envelope.mailParams.items() if k in ("BODY", "SMTPUTF8")},
+        )
         delivery = outbound.startDelivery(internalSession(), envelope)
         try:
             recipient = Address.fromString(address)
