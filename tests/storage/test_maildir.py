@@ -758,3 +758,29 @@ def test_placedWithFlagsGoesToCur(root: Path) -> None:
     [archived] = files(account / ".Archive" / "new")
     assert os.stat(account / "cur" / name).st_ino == os.stat(account / ".Archive" / "new" / archived).st_ino
     assert files(account / "tmp") == []
+
+
+def test_placementIntoNewFolderIsDurable(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A copy placed with flags into a folder created for it (a Sieve
+    C{fileinto :create}) is durable when the commit fires: the file, its
+    C{cur/} entry, C{cur/}'s entry in the new folder and the folder's entry
+    in the account are fsync'd, all off the calling thread.
+    """
+    from mailsrv.interfaces import Placement
+
+    deliver(makeStore(root), [ALICE])  # the account exists already
+    recorder = FsyncRecorder(monkeypatch)
+    store = makeStore(root, recorder.runner)
+    writer = store.startMessage([ALICE])
+    writer.write(MESSAGE)
+    writer.place([Placement(ALICE, "Archive/2026", frozenset({"\\Seen"}))])
+    successResultOf(writer.commit())
+    account = root / "example.com" / "alice"
+    folder = account / ".Archive.2026"
+    [name] = files(folder / "cur")
+    assert name.endswith(":2,S")
+    synced = set(recorder.synced)
+    assert {str(folder / "cur"), str(folder), str(account)} <= synced, recorder.synced
+    assert any(path.startswith(str(account / "tmp")) for path in recorder.synced), recorder.synced
+    assert recorder.outsideRunner == []
