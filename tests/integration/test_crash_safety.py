@@ -1,11 +1,13 @@
 """
 Crash safety: a real mailsrv under SMTP load is killed with SIGKILL at
 random instants and restarted, again and again (in every fourth round only
-its commit process is killed, and the server starts another); afterwards no
-acknowledged message is missing or duplicated, no message file is
-half-written, stale C{tmp/} files (Maildir and queue) are cleaned up, IMAP UIDs seen before
-the later crashes are unchanged, and outbound mail queued before the
-crashes is delivered once its MX comes up.
+its commit process is killed, and the server starts another), while one of
+the two recipients has a Sieve script filing his copies into a folder it
+creates, flagged; afterwards no acknowledged message is missing or
+duplicated, no message file is half-written, stale C{tmp/} files (Maildir
+and queue) are cleaned up, IMAP UIDs seen before the later crashes are
+unchanged, and outbound mail queued before the crashes is delivered once
+its MX comes up.
 
 The short form runs C{MAILSRV_CRASH_ROUNDS} (default 20) kills; see
 C{docs/testing.md} for a long run.  C{MAILSRV_CRASH_SEED} replays a run.
@@ -42,6 +44,12 @@ PASSWORD = "secret"
 # MX clients deliver to alice, and every third message also to bob (one
 # file, hard-linked into both Maildirs).
 MX_CLIENTS = 3
+
+# bob's Sieve script files his copies into a folder it creates, flagged
+# \Seen (C{cur/} with the flag in the name): the placement path of
+# delivery is under the same kills.
+BOB_SCRIPT = 'require ["fileinto", "mailbox", "imap4flags"];\naddflag "\\\\Seen";\nfileinto :create "Archive";\n'
+FOLDERS = {ALICE: ("INBOX", ""), BOB: ("Archive", ".Archive")}
 
 ZONES = {
     "remote.test": {
@@ -237,14 +245,14 @@ def killCommitProcess(server: RunningServer) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def imapUIDs(server: RunningServer, account: str) -> tuple[int, dict[str, set[int]]]:
+def imapUIDs(server: RunningServer, account: str, folder: str = "INBOX") -> tuple[int, dict[str, set[int]]]:
     """
-    UIDVALIDITY of the account's INBOX and Message-ID -> UIDs.
+    UIDVALIDITY of the account's C{folder} and Message-ID -> UIDs.
     """
     imap = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=clientContext(), timeout=30)
     try:
         imap.login(account, PASSWORD)
-        typ, _ = imap.select("INBOX")
+        typ, _ = imap.select(folder)
         assert typ == "OK"
         validity = int(imap.response("UIDVALIDITY")[1][0])
         typ, data = imap.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
@@ -334,6 +342,9 @@ def test_killNineUnderLoad(tmp_path: Path, dnsServer: DNSProcess) -> None:
     )
     server.addUser(ALICE, PASSWORD)
     server.addUser(BOB, PASSWORD)
+    home = server.maildir(BOB) / "home"
+    home.mkdir(parents=True)
+    (home / ".dovecot.sieve").write_text(BOB_SCRIPT)
     server.start()
     inbound, outbound = Ledger(), Ledger()
     stop = threading.Event()
@@ -355,7 +366,7 @@ def test_killNineUnderLoad(tmp_path: Path, dnsServer: DNSProcess) -> None:
                 kill(server)
                 server.start()
             if round == ROUNDS // 2:
-                snapshot = {a: imapUIDs(server, a) for a in (ALICE, BOB)}
+                snapshot = {a: imapUIDs(server, a, FOLDERS[a][0]) for a in (ALICE, BOB)}
         # One more kill, then let the clients finish their messages.
         time.sleep(rng.uniform(0.15, 0.9))
         kill(server)
@@ -376,7 +387,10 @@ def test_killNineUnderLoad(tmp_path: Path, dnsServer: DNSProcess) -> None:
         queueTmp = server.dataDir / "queue" / "tmp"
         assert not queueTmp.is_dir() or not any(queueTmp.iterdir()), "queue tmp/ not cleaned at start"
 
-        counts = {a: checkMaildir(server.maildir(a)) for a in (ALICE, BOB)}
+        counts = {a: checkMaildir(server.maildir(a) / FOLDERS[a][1]) for a in (ALICE, BOB)}
+        filed = list((server.maildir(BOB) / ".Archive" / "cur").iterdir())
+        assert filed and all(p.name.endswith(":2,S") for p in filed), "bob's script did not file his mail"
+        assert not [p for sub in ("new", "cur") for p in (server.maildir(BOB) / sub).glob("*")], "bob's INBOX"
         wrong = []
         for sent in inbound.messages.values():
             for rcpt in sent.recipients:
@@ -390,7 +404,7 @@ def test_killNineUnderLoad(tmp_path: Path, dnsServer: DNSProcess) -> None:
             assert set(counts[rcpt]) <= known
 
         for account, (validity, before) in snapshot.items():
-            validityAfter, after = imapUIDs(server, account)
+            validityAfter, after = imapUIDs(server, account, FOLDERS[account][0])
             assert validityAfter == validity
             changed = {mid: (uids, after.get(mid)) for mid, uids in before.items() if not uids <= after.get(mid, set())}
             assert not changed, f"seed {SEED}: UIDs changed across restarts: {changed}"
