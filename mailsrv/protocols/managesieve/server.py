@@ -67,6 +67,7 @@ from mailsrv.interfaces import IAuthenticatedUser, ISieveScriptStore
 from mailsrv.policy.deadline import DATA, InputDeadline
 from mailsrv.policy.endpoint import EndpointPolicy
 from mailsrv.policy.limits import ConnectionLimiter, SessionSlots, UserAddressLimiter
+from mailsrv.protocols.flow import PipelinedInputFlow
 from mailsrv.protocols.managesieve.parser import (
     Atom,
     Command,
@@ -182,7 +183,7 @@ _SCRIPT_POSITION = {"PUTSCRIPT": 2, "CHECKSCRIPT": 1}
 
 
 @implementer(IHandshakeListener, IPushProducer)
-class ManageSieveServer(ScriptCommands, Protocol):
+class ManageSieveServer(ScriptCommands, PipelinedInputFlow, Protocol):
     """
     One ManageSieve connection.
 
@@ -402,30 +403,13 @@ class ManageSieveServer(ScriptCommands, Protocol):
             self._processing = False
         self._flowControl()
 
-    def _flowControl(self) -> None:
-        if self._closing:
-            return
-        waiting = self._busy or self._outputFull
-        if waiting and self._reader.buffered > self._limits.maxPipelined:
-            if not self._readPaused:
-                self._readPaused = True
-                self.transport.pauseProducing()  # type: ignore[union-attr]
-        elif self._readPaused and not waiting:
-            self._readPaused = False
-            self.transport.resumeProducing()  # type: ignore[union-attr]
+    # Flow control (PipelinedInputFlow).
 
-    # The transport calls these when its write buffer is full or has room.
+    def _bufferedInput(self) -> int:
+        return self._reader.buffered
 
-    def pauseProducing(self) -> None:
-        self._outputFull = True
-
-    def resumeProducing(self) -> None:
-        self._outputFull = False
-        if self._connected:
-            self._processInput()
-
-    def stopProducing(self) -> None:
-        pass
+    def _maxPipelined(self) -> int:
+        return self._limits.maxPipelined
 
     def _done(self) -> None:
         """

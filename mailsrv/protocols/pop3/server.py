@@ -69,6 +69,7 @@ from mailsrv.interfaces import MessageInfo
 from mailsrv.policy.deadline import InputDeadline
 from mailsrv.policy.endpoint import EndpointPolicy
 from mailsrv.policy.limits import ConnectionLimiter, SessionSlots, UserAddressLimiter
+from mailsrv.protocols.flow import PipelinedInputFlow
 from mailsrv.protocols.pop3.encoder import CHUNK_SIZE, MessageProducer
 from mailsrv.protocols.pop3.maildrop import IPOP3Maildrop, maildropFactory
 from mailsrv.tls import negotiatedTLS
@@ -150,7 +151,7 @@ ERR_USER_IP = b"-ERR [IN-USE] Maximum number of connections from user+IP exceede
 
 
 @implementer(IHandshakeListener, IPushProducer)
-class POP3Server(Protocol):
+class POP3Server(PipelinedInputFlow, Protocol):
     """
     One POP3 connection.
 
@@ -360,9 +361,9 @@ class POP3Server(Protocol):
         # octet (lines complete but waiting behind a running command do not
         # count: the delay is ours).
         self._inputDeadline.linePending(not self._buffer.endswith(b"\n"), b"\n" in data)
-        self._processBuffer()
+        self._processInput()
 
-    def _processBuffer(self) -> None:
+    def _processInput(self) -> None:
         """
         Run every complete line in the buffer, stopping while a command is
         still being handled.  Re-entrant calls (a command finishing
@@ -391,32 +392,14 @@ class POP3Server(Protocol):
             self._processing = False
         self._flowControl()
 
-    def _flowControl(self) -> None:
-        if self._closing:
-            return
-        waiting = self._busy or self._outputFull
-        if waiting and len(self._buffer) > self._limits.maxPipelined:
-            if not self._readPaused:
-                self._readPaused = True
-                self.transport.pauseProducing()  # type: ignore[union-attr]
-        elif self._readPaused and not waiting:
-            self._readPaused = False
-            self.transport.resumeProducing()  # type: ignore[union-attr]
+    # Flow control (PipelinedInputFlow); the transport pauses and resumes
+    # this server while no message is being streamed.
 
-    # The transport calls these while no message is being streamed: its
-    # write buffer is full, or has room again.  (Reading is not stopped at
-    # once: under TLS a full buffer also means the handshake is not over.)
+    def _bufferedInput(self) -> int:
+        return len(self._buffer)
 
-    def pauseProducing(self) -> None:
-        self._outputFull = True
-
-    def resumeProducing(self) -> None:
-        self._outputFull = False
-        if self._connected:
-            self._processBuffer()
-
-    def stopProducing(self) -> None:
-        pass
+    def _maxPipelined(self) -> int:
+        return self._limits.maxPipelined
 
     def _setBusy(self) -> None:
         self._busy = True
@@ -427,7 +410,7 @@ class POP3Server(Protocol):
         """
         self._busy = False
         if self._connected:
-            self._processBuffer()
+            self._processInput()
 
     def _lineTooLong(self) -> None:
         self._info("POP3 line too long, closing")
