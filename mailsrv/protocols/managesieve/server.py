@@ -45,18 +45,16 @@ from typing import Any, Callable, Optional, Sequence
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.cred.portal import Portal
-from twisted.internet import task
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
     IOpenSSLServerConnectionCreator,
     IPushProducer,
     IReactorTime,
-    ISSLTransport,
     ITLSTransport,
 )
-from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -67,7 +65,6 @@ from mailsrv.interfaces import IAuthenticatedUser, ISieveScriptStore
 from mailsrv.policy.deadline import DATA, InputDeadline
 from mailsrv.policy.endpoint import EndpointPolicy
 from mailsrv.policy.limits import ConnectionLimiter, SessionSlots, UserAddressLimiter
-from mailsrv.protocols.flow import PipelinedInputFlow
 from mailsrv.protocols.managesieve.parser import (
     Atom,
     Command,
@@ -95,7 +92,7 @@ from mailsrv.protocols.managesieve.scripts import (
     ScriptCommands,
     checkSieve,
 )
-from mailsrv.tls import negotiatedTLS
+from mailsrv.protocols.session import CommandSession
 
 __all__ = ["ManageSieveFactory", "ManageSieveLimits", "ManageSieveServer", "ScriptCheck", "ScriptChecker"]
 
@@ -183,7 +180,7 @@ _SCRIPT_POSITION = {"PUTSCRIPT": 2, "CHECKSCRIPT": 1}
 
 
 @implementer(IHandshakeListener, IPushProducer)
-class ManageSieveServer(ScriptCommands, PipelinedInputFlow, Protocol):
+class ManageSieveServer(ScriptCommands, CommandSession):
     """
     One ManageSieve connection.
 
@@ -192,6 +189,7 @@ class ManageSieveServer(ScriptCommands, PipelinedInputFlow, Protocol):
     """
 
     log = Logger()
+    protocolName = "ManageSieve"
 
     def __init__(
         self,
@@ -250,51 +248,14 @@ class ManageSieveServer(ScriptCommands, PipelinedInputFlow, Protocol):
 
     # ------------------------------------------------------------ connection
 
-    def connectionMade(self) -> None:
-        self._connected = True
-        peer = self.transport.getPeer()  # type: ignore[union-attr]
-        self.session = Session(
-            endpoint=self._policy,
-            peerHost=str(getattr(peer, "host", peer)),
-            peerPort=int(getattr(peer, "port", 0) or 0),
-        )
-        # Implicit TLS: the factory is wrapped in a TLSMemoryBIOFactory, and
-        # STARTTLS must never be offered.
-        self._tlsActive = self._policy.implicitTLS or ISSLTransport.providedBy(self.transport)
-        if not self._slots.admitConnection(self.session.peerHost):
-            self._info("ManageSieve connection from {peer} on {endpoint} refused: connection limit")
-            self._reply(response(b"BYE", "Too many connections, try again later.", TRYLATER))
-            self._close()
-            return
-        self._info(
-            "ManageSieve connection from {peer} on {endpoint}",
-            peer=f"{self.session.peerHost}:{self.session.peerPort}",
-        )
-        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
-        if setNoDelay is not None:
-            try:
-                setNoDelay(True)
-            except OSError:
-                pass
-        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
-        self._registered = True
+    def _greet(self) -> None:
         self._sendCapabilities(f"{self._hostname} ManageSieve ready.")
-        self._setIdle(self._limits.loginTimeout)
 
-    def handshakeCompleted(self) -> None:
-        info = negotiatedTLS(self.transport)
-        if self.session is not None and info is not None:
-            self.session.tls = info
-            self._info("TLS established: {tlsVersion} {cipher}", tlsVersion=info.version, cipher=info.cipher)
+    def _refuseConnection(self) -> None:
+        self._reply(response(b"BYE", "Too many connections, try again later.", TRYLATER))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._connected = False
-        self._closing = True
-        self._cancelIdle()
-        self._inputDeadline.stop()
-        self._slots.release()
-        if self._waiting is not None:
-            self._waiting.cancel()
+        self._stopTimers()
         self._info("ManageSieve connection from {peer} on {endpoint} closed")
         self._endLogin()
 
@@ -303,41 +264,16 @@ class ManageSieveServer(ScriptCommands, PipelinedInputFlow, Protocol):
         self._account = None
         logout()
 
-    def _close(self) -> None:
-        self._closing = True
-        self._cancelIdle()
-        self._inputDeadline.stop()
-        if self._registered:
-            self._registered = False
-            # TLSMemoryBIOProtocol waits for a registered producer to go
-            # before it shuts TLS down.
-            self.transport.unregisterProducer()  # type: ignore[union-attr]
-        self.transport.loseConnection()  # type: ignore[union-attr]
-
     def _bye(self, text: str, code: Optional[bytes] = None) -> None:
         self._reply(response(b"BYE", text, code))
         self._close()
 
     # ---------------------------------------------------------------- timers
 
-    def _setIdle(self, seconds: float) -> None:
-        self._cancelIdle()
-        self._idleTimeout = seconds
-        self._idleCall = self._clock.callLater(seconds, self._timedOut)
-
-    def _resetIdle(self) -> None:
-        if self.state is not State.AUTH:
-            return  # before login the timer is a deadline for the login
-        if self._idleCall is not None and self._idleCall.active():
-            self._idleCall.reset(self._idleTimeout)
-
-    def _cancelIdle(self) -> None:
-        if self._idleCall is not None and self._idleCall.active():
-            self._idleCall.cancel()
-        self._idleCall = None
+    def _loggedIn(self) -> bool:
+        return self.state is State.AUTH
 
     def _timedOut(self) -> None:
-        self._idleCall = None
         self._info("ManageSieve timeout in {state}", state=self.state.value)
         if self.state is State.NONAUTH:
             self._bye("Disconnected: login not completed in time.")
@@ -403,13 +339,8 @@ class ManageSieveServer(ScriptCommands, PipelinedInputFlow, Protocol):
             self._processing = False
         self._flowControl()
 
-    # Flow control (PipelinedInputFlow).
-
     def _bufferedInput(self) -> int:
         return self._reader.buffered
-
-    def _maxPipelined(self) -> int:
-        return self._limits.maxPipelined
 
     def _done(self) -> None:
         """
@@ -700,16 +631,7 @@ class ManageSieveServer(ScriptCommands, PipelinedInputFlow, Protocol):
             login=login,
             mechanism=mechanism,
         )
-        if not self._connected:
-            return
-        self._waiting = task.deferLater(self._clock, self._limits.failureDelay, lambda: None)
-        try:
-            await self._waiting
-        except CancelledError:
-            return
-        finally:
-            self._waiting = None
-        if not self._connected:
+        if not await self._pauseAfterFailedLogin():
             return
         if self._authFailures >= self._limits.maxAuthFailures:
             self._info("ManageSieve too many failed logins, closing")

@@ -46,18 +46,16 @@ from typing import Any, Callable, Optional, Sequence, cast
 from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.cred.portal import Portal
-from twisted.internet import task
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
     IOpenSSLServerConnectionCreator,
     IPushProducer,
     IReactorTime,
-    ISSLTransport,
     ITLSTransport,
 )
-from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -69,10 +67,9 @@ from mailsrv.interfaces import MessageInfo
 from mailsrv.policy.deadline import InputDeadline
 from mailsrv.policy.endpoint import EndpointPolicy
 from mailsrv.policy.limits import ConnectionLimiter, SessionSlots, UserAddressLimiter
-from mailsrv.protocols.flow import PipelinedInputFlow
 from mailsrv.protocols.pop3.encoder import CHUNK_SIZE, MessageProducer
 from mailsrv.protocols.pop3.maildrop import IPOP3Maildrop, maildropFactory
-from mailsrv.tls import negotiatedTLS
+from mailsrv.protocols.session import CommandSession
 
 __all__ = ["IPOP3Maildrop", "POP3Factory", "POP3Limits", "POP3Server", "maildropFactory"]
 
@@ -151,13 +148,15 @@ ERR_USER_IP = b"-ERR [IN-USE] Maximum number of connections from user+IP exceede
 
 
 @implementer(IHandshakeListener, IPushProducer)
-class POP3Server(PipelinedInputFlow, Protocol):
+class POP3Server(CommandSession):
     """
     One POP3 connection.
 
     @ivar session: the connection's L{Session} (peer, TLS, account).
     @ivar state: the RFC 1939 state.
     """
+
+    protocolName = "POP3"
 
     log = Logger()
 
@@ -220,70 +219,14 @@ class POP3Server(PipelinedInputFlow, Protocol):
 
     # ------------------------------------------------------------ connection
 
-    def connectionMade(self) -> None:
-        self._connected = True
-        peer = self.transport.getPeer()  # type: ignore[union-attr]
-        self.session = Session(
-            endpoint=self._policy,
-            peerHost=str(getattr(peer, "host", peer)),
-            peerPort=int(getattr(peer, "port", 0) or 0),
-        )
-        # On an implicit-TLS endpoint the factory is wrapped in a
-        # TLSMemoryBIOFactory: TLS is on from the first byte and STLS must
-        # never be offered (nested TLS would hang the session).
-        self._tlsActive = self._policy.implicitTLS or ISSLTransport.providedBy(self.transport)
-        if not self._slots.admitConnection(self.session.peerHost):
-            self._info("POP3 connection from {peer} on {endpoint} refused: connection limit")
-            self._reply(ERR_TOO_MANY_CONNECTIONS)
-            self._close()
-            return
-        self._info(
-            "POP3 connection from {peer} on {endpoint}",
-            peer=f"{self.session.peerHost}:{self.session.peerPort}",
-        )
-        self._noDelay()
-        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
-        self._registered = True
+    def _greet(self) -> None:
         self._reply(b"+OK " + self._hostname.encode("ascii", "replace") + b" POP3 ready")
-        self._setIdle(self._limits.loginTimeout)
 
-    def _noDelay(self) -> None:
-        """
-        Turn Nagle's algorithm off: replies are written whole, and a small
-        reply held back until the client ACKs the previous one meets the
-        client's delayed ACK (40 ms on Linux) on every pipelined command.
-        A TLS wrapper passes the call on to the TCP transport; in-memory
-        transports have no such method.
-        """
-        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
-        if setNoDelay is not None:
-            try:
-                setNoDelay(True)
-            except OSError:
-                pass
-
-    def handshakeCompleted(self) -> None:
-        """
-        Record what TLS negotiated, for the log and for later C{Received:}
-        style reporting.
-        """
-        info = negotiatedTLS(self.transport)
-        if self.session is not None and info is not None:
-            self.session.tls = info
-            self._info(
-                "TLS established: {tlsVersion} {cipher}",
-                tlsVersion=info.version,
-                cipher=info.cipher,
-            )
+    def _refuseConnection(self) -> None:
+        self._reply(ERR_TOO_MANY_CONNECTIONS)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._connected = False
-        self._closing = True
-        self._cancelIdle()
-        self._inputDeadline.stop()
-        self._slots.release()
-        if self._waiting is not None:
-            self._waiting.cancel()
+        self._stopTimers()
         if self._producer is not None:
             self._producer.stopProducing()
         if self.state is not State.UPDATE:
@@ -298,42 +241,12 @@ class POP3Server(PipelinedInputFlow, Protocol):
             logout, self._logout = self._logout, lambda: None
             logout()
 
-    def _close(self, abort: bool = False) -> None:
-        self._closing = True
-        self._cancelIdle()
-        self._inputDeadline.stop()
-        if self._registered:
-            self._registered = False
-            # TLSMemoryBIOProtocol.loseConnection waits for a registered
-            # producer to go away before it shuts TLS down: without this a
-            # POP3S session closed by a timeout stayed open until the client
-            # left.
-            self.transport.unregisterProducer()  # type: ignore[union-attr]
-        if abort:
-            getattr(self.transport, "abortConnection", self.transport.loseConnection)()  # type: ignore[union-attr]
-        else:
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
     # ---------------------------------------------------------------- timers
 
-    def _setIdle(self, seconds: float) -> None:
-        self._cancelIdle()
-        self._idleTimeout = seconds
-        self._idleCall = self._clock.callLater(seconds, self._timedOut)
-
-    def _resetIdle(self) -> None:
-        if self.state is State.AUTHORIZATION:
-            return  # the login timeout is a deadline, not an idle timer
-        if self._idleCall is not None and self._idleCall.active():
-            self._idleCall.reset(self._idleTimeout)
-
-    def _cancelIdle(self) -> None:
-        if self._idleCall is not None and self._idleCall.active():
-            self._idleCall.cancel()
-        self._idleCall = None
+    def _loggedIn(self) -> bool:
+        return self.state is not State.AUTHORIZATION
 
     def _timedOut(self) -> None:
-        self._idleCall = None
         self._info("POP3 idle timeout in {state}", state=self.state.value)
         if self._producer is not None:
             # The client stopped reading in the middle of a message; a
@@ -392,14 +305,8 @@ class POP3Server(PipelinedInputFlow, Protocol):
             self._processing = False
         self._flowControl()
 
-    # Flow control (PipelinedInputFlow); the transport pauses and resumes
-    # this server while no message is being streamed.
-
     def _bufferedInput(self) -> int:
         return len(self._buffer)
-
-    def _maxPipelined(self) -> int:
-        return self._limits.maxPipelined
 
     def _setBusy(self) -> None:
         self._busy = True
@@ -726,16 +633,7 @@ class POP3Server(PipelinedInputFlow, Protocol):
             account=login,
             mechanism=mechanism,
         )
-        if not self._connected:
-            return
-        self._waiting = task.deferLater(self._clock, self._limits.failureDelay, lambda: None)
-        try:
-            await self._waiting
-        except CancelledError:
-            return
-        finally:
-            self._waiting = None
-        if not self._connected:
+        if not await self._pauseAfterFailedLogin():
             return
         self._reply(ERR_AUTH_FAILED)
         if self._authFailures >= self._limits.maxAuthFailures:
