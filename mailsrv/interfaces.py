@@ -164,9 +164,10 @@ class IMessageWriter(Interface):
         Deliver into these destinations instead of those given to
         L{IMailStore.startMessage} (decided once the message is known, e.g.
         by a Sieve script).  At most once, after the last L{write} and
-        before L{commit}.  Missing folders are created.  Each placement is
-        one copy (for Maildir, one more link to the same file).  Keywords
-        a folder has no room for are dropped (as Dovecot does).
+        before L{commit}.  Missing folders are created and subscribed.
+        Each placement is one copy (for Maildir, one more link to the same
+        file).  Keywords a folder has no room for are dropped (as Dovecot
+        does).
 
         @raise mailsrv.errors.MailError: C{SYNTAX} for an invalid account,
             folder name or flag.
@@ -368,8 +369,8 @@ class IMailStore(Interface):
         bytes are written once; the commit makes them appear in every INBOX.
 
         @param folder: deliver into this folder of each account instead of
-            the INBOX (C{Junk} for quarantined mail), creating it where it
-            is missing.
+            the INBOX (C{Junk} for quarantined mail), creating and
+            subscribing it where it is missing.
         """
 
     def subscriptions(account: str) -> Sequence[str]:

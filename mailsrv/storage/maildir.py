@@ -960,7 +960,9 @@ class MaildirStore:
     def _deliveryFolder(self, account: str, folder: str) -> Path:
         """
         The directory of a folder to deliver into, creating the folder
-        (as IMAP CREATE would) if it is missing.
+        (as IMAP CREATE would) and subscribing it if it is missing: many
+        clients (Thunderbird by default) show subscribed folders only, and
+        mail filed where the user cannot see it looks lost.
         """
         _, _, name, folderDir = self._folder(account, folder)
         if name != INBOX and not folderDir.is_dir():
@@ -969,6 +971,8 @@ class MaildirStore:
             except MailError as e:
                 if e.kind is not ErrorKind.PERM:  # PERM: created meanwhile
                     raise
+            else:
+                self.setSubscribed(account, name, True)
         return folderDir
 
     def subscriptions(self, account: str) -> Sequence[str]:

@@ -371,9 +371,15 @@ class MemoryMailStore:
         return self._folders(account)[1][INBOX]
 
     def _deliveryMailbox(self, account: str, name: str) -> _Mailbox:
+        """
+        A folder to deliver into; created and subscribed if missing (see
+        L{mailsrv.storage.maildir.MaildirStore._deliveryFolder}).
+        """
         folders = self._folders(account)[1]
         if name not in folders:
             folders[name] = _Mailbox(self._newUidValidity())
+            if name != INBOX:
+                self.setSubscribed(account, name, True)
         return folders[name]
 
     def openFolder(self, account: str, name: str = INBOX) -> MemoryFolder:

@@ -175,6 +175,8 @@ def test_fileinto_creates_folder(server: RunningServer, alice: Mailbox) -> None:
     assert len(alice.find("Lists.Python", subject)) == 1
     assert alice.find("INBOX", subject) == []
     assert "Sieve for alice@example.test: into Lists/Python" in server.log()
+    typ, listed = alice.imap.lsub()
+    assert typ == "OK" and any(b'"Lists.Python"' in line or line.endswith(b" Lists.Python") for line in listed), listed
 
 
 def test_subaddress_flags_and_keyword(server: RunningServer, alice: Mailbox) -> None:

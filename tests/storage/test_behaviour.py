@@ -529,6 +529,8 @@ def test_placeIntoFoldersWithFlags(store: Any) -> None:
     )
     successResultOf(writer.commit())
     assert "Lists/Python" in store.listFolders(ALICE)
+    # Subscribed too: many clients show subscribed folders only.
+    assert "Lists/Python" in store.subscriptions(ALICE)
     [listed] = store.openFolder(ALICE, "Lists/Python").messages()
     assert listed.flags == frozenset({"\\Seen", "$label1"})
     [inbox] = store.openFolder(ALICE).messages()
