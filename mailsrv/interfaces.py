@@ -512,6 +512,21 @@ class ISieveScriptStore(Interface):
         """
 
 
+class ISpamReports(Interface):
+    """
+    What users say about mail by moving it: into their Junk folder (spam),
+    or out of it (ham), for a spam filter to learn from.
+    """
+
+    def messagesMoved(source: IMailFolder, destination: IMailFolder, uids: Sequence[int]) -> None:
+        """
+        Messages were copied or moved (IMAP COPY, MOVE) from C{source} into
+        C{destination}, where they now have C{uids}.  Called once the
+        transfer succeeded; must not block nor fail: reporting is the
+        implementation's to do in the background and to log.
+        """
+
+
 class IQuota(Interface):
     """
     Storage quotas per account (Dovecot's C{dovecot-quotas.cf} in the file

@@ -38,6 +38,7 @@ from mailsrv.filters.dnsbl import dnsblFilters
 from mailsrv.filters.greylist import greylistFilters
 from mailsrv.filters.ratelimit import rateLimitFilters
 from mailsrv.filters.rspamd import rspamdParts
+from mailsrv.filters.rspamd_learn import rspamdLearner
 from mailsrv.filters.senderauth import senderAuthFilters, senderAuthModifiers
 from mailsrv.delivery.quota import QuotaEnforcingTarget
 from mailsrv.pipeline.dkim import signerFor
@@ -169,6 +170,7 @@ class MailService(MultiService):
         self.outbound = OutboundService(config, reactor)
         self.outbound.setServiceParent(self)
         spamFilters, spamModifiers = rspamdParts(config, reactor)
+        self.spamReports = rspamdLearner(config, self.store, reactor)
         self.localDelivery = LocalDelivery(
             self.store,
             MaildirSieveScripts(self.store, config.sieve.maxScriptSize, deferToThread) if config.sieve.enabled else None,
@@ -286,6 +288,7 @@ class MailService(MultiService):
             ),
             connections=self.imapConnections,
             userAddresses=self.imapUserAddresses,
+            spamReports=self.spamReports,
         )
 
     def _manageSieveFactory(self, policy: EndpointPolicy, tls: Optional[ServerTLS]) -> ServerFactory:

@@ -131,6 +131,8 @@ def test_custom_endpoint() -> None:
         ({"endpoints": {"smtp": {"listen": ["systemd:x"]}, "imap": {"listen": ["systemd:x"]}}}, "endpoints.imap.listen"),
         ({"endpoints": {"smtp": {"port": 0}}}, "endpoints.smtp.port"),
         ({"endpoints": {"smtp": {"port": "25"}}}, "endpoints.smtp.port"),
+        ({"rspamd": {"learn": True}}, "rspamd.password"),
+        ({"rspamd": {"learn": True, "password": "x", "controller_url": "ftp://x"}}, "rspamd.controller_url"),
         ({"sieve": {"enabled": "yes"}}, "sieve.enabled"),
         ({"sieve": {"max_script_size": 0}}, "sieve.max_script_size"),
         ({"sieve": {"max_redirects": 1}}, "sieve.max_redirects"),

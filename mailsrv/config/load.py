@@ -678,8 +678,13 @@ def _rspamd(t: _Table) -> RspamdConfig:
         timeout=float(t.take("timeout", (int, float), d.timeout, _positive)),
         maxSize=t.take("max_size", int, d.maxSize, _positive),
         failMode=t.take("fail_mode", str, d.failMode, _oneOf("tempfail", "accept")),
+        learn=t.take("learn", bool, d.learn),
+        controllerUrl=t.take("controller_url", str, d.controllerUrl, _httpURL),
+        password=t.take("password", str, d.password),
     )
     t.finish()
+    if rspamd.learn and not rspamd.password:
+        raise t.error("password", "learn = true needs the controller's enable_password")
     return rspamd
 
 

@@ -385,6 +385,12 @@ class RspamdConfig:
     @ivar url: the normal worker (or proxy) base URL; C{/checkv2} is added.
     @ivar maxSize: larger messages are not checked (logged, accepted).
     @ivar failMode: C{tempfail} or C{accept} when Rspamd fails or times out.
+    @ivar learn: teach Rspamd's Bayes classifier from users' moves over
+        IMAP: into C{Junk} is spam, out of it (but not into C{Trash}) ham
+        (L{mailsrv.filters.rspamd_learn}); docker-mailserver's
+        C{RSPAMD_LEARN}.
+    @ivar controllerUrl: Rspamd's controller worker, which learns.
+    @ivar password: the controller's C{enable_password}, in clear.
     """
 
     enabled: bool = False
@@ -392,6 +398,9 @@ class RspamdConfig:
     timeout: float = 30.0
     maxSize: int = 50 * 1024 * 1024
     failMode: str = "tempfail"
+    learn: bool = False
+    controllerUrl: str = "http://127.0.0.1:11334"
+    password: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import http.client
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -86,19 +87,110 @@ def rspamdBinary() -> Optional[str]:
     return shutil.which("rspamd") or shutil.which("rspamd", path="/usr/bin:/usr/sbin:/usr/local/bin")
 
 
-class RspamdProcess(Daemon):
-    stopTimeout = 15.0
-
+class RedisProcess(Daemon):
     """
-    Rspamd's normal worker in the foreground, files under C{workdir}.
-
-    @ivar port: its loopback HTTP port, once started.
+    A Redis server (Debian C{redis-server}) on a free loopback port, in
+    memory only: the store of Rspamd's Bayes classifier.
     """
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.port = 0
+        super().__init__(workdir / "redis.log")
+
+    def start(self, timeout: float = 20.0) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError("redis-server not installed (Debian package redis-server)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = freePort()
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=self.openLog(),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start:\n{self.log()}")
+            time.sleep(0.05)
+
+
+#: The controller password the learning setup uses (not Rspamd's default
+#: "q1", which its controller refuses for remote access).
+LEARN_PASSWORD = "mailsrv-test-learn"
+
+
+class RspamdProcess(Daemon):
+    stopTimeout = 15.0
+
+    """
+    Rspamd's normal worker in the foreground, files under C{workdir}; with
+    C{learning}, also its controller and a Bayes classifier over a Redis of
+    its own (what C{[rspamd] learn} talks to).
+
+    @ivar port: its loopback HTTP port, once started.
+    @ivar controllerPort: the controller's port (with C{learning}).
+    """
+
+    def __init__(self, workdir: Path, learning: bool = False) -> None:
+        self.workdir = workdir
+        self.port = 0
+        self.learning = learning
+        self.controllerPort = 0
+        self.redis = RedisProcess(workdir / "redis") if learning else None
         super().__init__(workdir / "rspamd.log")
+
+    @property
+    def controllerUrl(self) -> str:
+        return f"http://127.0.0.1:{self.controllerPort}"
+
+    def learned(self) -> int:
+        """
+        How many messages the Bayes classifier has learnt (controller
+        C{/stat}).
+        """
+        import json
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.controllerPort, timeout=5)
+        try:
+            conn.request("GET", "/stat", headers={"Password": LEARN_PASSWORD})
+            return int(json.loads(conn.getresponse().read()).get("learned", 0))
+        finally:
+            conn.close()
+
+    def _learningConfig(self) -> str:
+        assert self.redis is not None
+        self.redis.start()
+        self.controllerPort = freePort()
+        hashed = subprocess.run(
+            ["rspamadm", "pw", "-p", LEARN_PASSWORD], capture_output=True, text=True, check=True
+        ).stdout.strip().splitlines()[-1]
+        servers = f"127.0.0.1:{self.redis.port}"
+        return (
+            f'redis {{ servers = "{servers}"; }}\n'
+            'classifier "bayes" {\n'
+            f'  backend = "redis"; servers = "{servers}"; min_learns = 0; min_tokens = 1;\n'
+            '  statfile { symbol = "BAYES_HAM"; spam = false; }\n'
+            '  statfile { symbol = "BAYES_SPAM"; spam = true; }\n'
+            "}\n"
+            f'worker "controller" {{ bind_socket = "127.0.0.1:{self.controllerPort}"; count = 1; '
+            f'password = "{hashed}"; enable_password = "{hashed}"; secure_ip = []; }}\n'
+        )
+
+    def stop(self) -> None:
+        super().stop()
+        if self.redis is not None:
+            self.redis.stop()
 
     @property
     def url(self) -> str:
@@ -126,6 +218,7 @@ class RspamdProcess(Daemon):
             f'lua = "{self.workdir}/rules.lua";\n'
             "actions { reject = 15; rewrite_subject = 8; add_header = 6; greylist = 4; }\n"
             f'worker "normal" {{ bind_socket = "127.0.0.1:{self.port}"; count = 1; }}\n'
+            + (self._learningConfig() if self.learning else "")
         )
         output = self.openLog()
         self.process = subprocess.Popen(

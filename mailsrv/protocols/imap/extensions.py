@@ -211,6 +211,10 @@ class ExtensionsMixin:
 
     def _transferred(self, result: tuple[list[tuple[int, int]], list[int]], tag: bytes, target: Any, command: bytes) -> None:
         pairs, expunged = result
+        reports = getattr(getattr(self, "factory", None), "spamReports", None)
+        if reports is not None and pairs:
+            # Into or out of Junk: the user's verdict, for spam learning.
+            reports.messagesMoved(self.mbox.folder, target.folder, [p[1] for p in pairs])
         code = b""
         if pairs:
             code = b"[COPYUID %d %b %b] " % (

@@ -82,6 +82,7 @@ from zope.interface import implementer
 from mailsrv.auth.sasl import PlainChallenge, SASLError, decodeResponse
 from mailsrv.envelope import Session
 from mailsrv.errors import MailError
+from mailsrv.interfaces import ISpamReports
 from mailsrv.policy.deadline import SessionTimeouts
 from mailsrv.policy.endpoint import EndpointPolicy
 from mailsrv.policy.limits import ConnectionLimiter, UserAddressLimiter
@@ -1321,9 +1322,12 @@ class IMAPFactory(ServerFactory):
         timeouts: SessionTimeouts = SessionTimeouts(),
         connections: Optional[ConnectionLimiter] = None,
         userAddresses: Optional[UserAddressLimiter] = None,
+        spamReports: Optional[ISpamReports] = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as clock  # type: ignore[no-redef]
+        # Told about COPY and MOVE, for spam learning (into or out of Junk).
+        self.spamReports = spamReports
         self.policy = policy
         self.portal = portal
         self.tls = tls
