@@ -36,7 +36,6 @@ ZONES = {
 }
 
 
-
 @pytest.fixture(scope="module")
 def dnsServer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DNSProcess]:
     proc = DNSProcess(ZONES, tmp_path_factory.mktemp("dns"))

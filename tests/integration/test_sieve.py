@@ -68,7 +68,6 @@ if header :matches "subject" "away*" {
 """
 
 
-
 @pytest.fixture(scope="module")
 def dnsServer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DNSProcess]:
     proc = DNSProcess(ZONES, tmp_path_factory.mktemp("dns"))
