@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Optional
 
-from mailsrv.storage.fsync import GroupDirectorySync, fsyncDirectory, writeFileAtomically
+from mailsrv.storage.fsync import GroupDirectorySync, createDurably, fsyncDirectory, writeFileAtomically
 
 ENVELOPE_VERSION = 1
 STATES = ("incoming", "active", "deferred")
@@ -211,7 +211,7 @@ class SpoolWriter:
         # tmp/, and start-up removes it), so the envelope needs no atomic
         # replacement: written in place, then one fsync of the directory
         # makes both files' entries durable.
-        _writeDurably(self.directory / ENVELOPE_FILE, self.entry.toJSON())
+        createDurably(self.directory / ENVELOPE_FILE, self.entry.toJSON())
         fsyncDirectory(self.directory)
         target = self.spool.root / "incoming" / self.entry.queueId
         os.rename(self.directory, target)
@@ -226,21 +226,6 @@ class SpoolWriter:
             self._file.close()
             self._file = None
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _writeDurably(path: Path, data: bytes) -> None:
-    """
-    Create C{path} (it must not exist) with C{data} and fsync it; its
-    directory entry is the caller's to fsync.
-    """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Spool:

@@ -97,6 +97,22 @@ class GroupDirectorySync:
                 state.condition.notify_all()
 
 
+def createDurably(path: StrPath, data: bytes, mode: int = 0o600) -> None:
+    """
+    Create C{path} (it must not exist: C{O_EXCL}) with C{data} and fsync
+    it; its directory entry is the caller's to fsync (often after a rename,
+    or together with others).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def writeFileAtomically(
     path: StrPath, data: bytes, mode: int = 0o600, *, durable: bool = True
 ) -> None:

@@ -55,7 +55,7 @@ from zope.interface import implementer
 from mailsrv.errors import ErrorKind, MailError
 from mailsrv.interfaces import SCRIPT_ACTIVE, SCRIPT_EXISTS, ISieveScriptStore
 from mailsrv.storage.commit import MaildirTree, unlinkQuietly
-from mailsrv.storage.fsync import fsyncDirectory
+from mailsrv.storage.fsync import createDurably, fsyncDirectory
 from mailsrv.storage.validation import splitAccount
 
 __all__ = ["MaildirSieveStore", "checkScriptName", "MAX_SCRIPT_NAME"]
@@ -75,8 +75,6 @@ MAX_SCRIPT_NAME = 200
 # RFC 5804 section 1.6: no C0 or C1 control characters, DEL, LINE
 # SEPARATOR or PARAGRAPH SEPARATOR; "/" for path safety.
 _BAD_NAME_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029/]")
-
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 def checkScriptName(name: str) -> str:
@@ -314,15 +312,8 @@ class MaildirSieveStore:
         target = paths.script(name)
         self._ensureDirectories(paths)
         temporary = paths.tmp / f"{uuid.uuid4().hex}{SUFFIX}"
-        fd = os.open(temporary, _NEW_FILE, 0o600)
         try:
-            try:
-                view = memoryview(content)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            createDurably(temporary, content)
             os.rename(temporary, target)
         except BaseException:
             unlinkQuietly(temporary)
@@ -448,11 +439,4 @@ class MaildirSieveStore:
         """
         with open(paths.active, "rb") as f:
             content = f.read()
-        fd = os.open(target, _NEW_FILE, 0o600)
-        try:
-            view = memoryview(content)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        createDurably(target, content)
