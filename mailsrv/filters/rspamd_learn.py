@@ -15,6 +15,7 @@ logged at info level: users move the same message back and forth.
 
 from __future__ import annotations
 
+import io
 from typing import Any, Callable, Mapping, Sequence
 
 from twisted.internet import defer
@@ -152,8 +153,6 @@ class RspamdLearner:
         Send one message to C{/learnspam} or C{/learnham}; whether Rspamd
         learned it (C{False}: it knew it already, or refused, logged).
         """
-        import io
-
         headers = Headers({b"Password": [self.password.encode("utf-8")]})
         request = self.agent.request(
             b"POST", f"{self.url}/learn{kind}".encode("ascii"), headers, FileBodyProducer(io.BytesIO(data))
