@@ -638,6 +638,11 @@ class MailboxTests(IMAPTestMixin, unittest.SynchronousTestCase):
         )
         self.assertEqual(self.send(b"w SEARCH SUBJECT nothing\r\n"), b"* SEARCH\r\nw OK SEARCH completed\r\n")
         self.assertEqual(self.send(b"x SEARCH FOO\r\n"), b"x BAD Invalid search query\r\n")
+        # An unquoted NIL (the parser's None) is no search key: BAD, not a
+        # server error (found by the protocol fuzzer).
+        self.assertEqual(self.send(b"y SEARCH NIL\r\n"), b"y BAD Invalid search query\r\n")
+        self.assertEqual(self.send(b"z SEARCH OR NIL ALL\r\n"), b"z BAD Invalid search query\r\n")
+        self.assertEqual(self.send(b"z2 SEARCH NOT (NIL)\r\n"), b"z2 BAD Invalid search query\r\n")
 
     def test_storeFlags(self) -> None:
         """

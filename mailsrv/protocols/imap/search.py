@@ -370,6 +370,15 @@ class SearchMixin:
         self.sendPositiveResponse(tag, b"SEARCH completed")  # type: ignore[attr-defined]
         self._unblock()  # type: ignore[attr-defined]
 
+    def _singleSearchStep(self, query: list[Any], msgId: int, msg: Any, lastSequenceId: int, lastMessageId: int) -> bool:
+        """
+        Twisted's evaluator, for a key it can read: its parser turns an
+        unquoted C{NIL} into L{None}, which is no search key.
+        """
+        if query and not isinstance(query[0], (bytes, list)):
+            raise IllegalQueryError("Invalid search key")
+        return super()._singleSearchStep(query, msgId, msg, lastSequenceId, lastMessageId)  # type: ignore[misc, no-any-return]
+
     def _searchFailed(self, failure: Failure, tag: bytes, query: list[Any]) -> None:
         if failure.check(IllegalQueryError, IllegalIdentifierError, ValueError, IndexError, TypeError):
             # The client's mistake: no traceback in the log.
